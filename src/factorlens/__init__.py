@@ -1,0 +1,3 @@
+"""factorlens: interpretable latent representations of medical images."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from factorlens.cli.main import main
+
+raise SystemExit(main())
