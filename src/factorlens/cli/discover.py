@@ -1,0 +1,40 @@
+"""``factorlens discover RUN --method NAME``: find, score and draw interpretable latent directions."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from factorlens.directions import DIRECTION_METHODS
+
+    parser = subparsers.add_parser(
+        "discover",
+        help="discover interpretable latent directions of a trained run",
+        description="Writes RUN/directions/<method>/: directions.safetensors, directions.json, scores.json, "
+        "a traversal grid and (for datasets with an oracle) an effect-matrix heat map.",
+    )
+    parser.add_argument("run", help="run directory written by `factorlens train`")
+    parser.add_argument("--method", required=True, help=f"one of: {', '.join(DIRECTION_METHODS.names())}")
+    parser.add_argument("--out", default=None, help="output directory (default RUN/directions/<method>)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps of learned methods")
+    parser.add_argument("-k", type=int, default=None, help="number of directions (default: method's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rca-steps", type=int, default=300, help="post-hoc RCA training steps (0 = skip)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from factorlens.directions.pipeline import discover_for_run
+
+    out = discover_for_run(
+        args.run,
+        method=args.method,
+        out=args.out,
+        k=args.k,
+        steps=args.steps,
+        seed=args.seed,
+        rca_steps=args.rca_steps,
+    )
+    print(out)
+    return 0

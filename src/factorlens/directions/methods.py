@@ -1,0 +1,176 @@
+"""The direction-method registry and the closed-form methods (SeFa, PCA).
+
+Every method is a function ``method(adapter, *, k, seed, steps, **options) -> DirectionSet``; ``k`` is the
+number of directions (``None`` = the method's default), ``steps`` the training steps of learned methods
+(ignored by closed-form ones). Options are validated by :func:`discover_directions`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from factorlens.directions.adapter import GeneratorAdapter
+from factorlens.directions.direction_set import DirectionSet
+from factorlens.errors import ConfigError
+from factorlens.registry import Registry
+
+DirectionMethod = Callable[..., DirectionSet]
+DIRECTION_METHODS: Registry[DirectionMethod] = Registry("direction method")
+
+COMMON_ARGUMENTS = ("k", "seed", "steps")
+
+
+def discover_directions(
+    adapter: GeneratorAdapter,
+    method: str,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    **options: Any,
+) -> DirectionSet:
+    """Run direction method ``method`` on ``adapter``; unknown options raise a one-line ``ConfigError``."""
+    fn = DIRECTION_METHODS.get(method)
+    accepted = [
+        name for name in inspect.signature(fn).parameters if name not in ("adapter", *COMMON_ARGUMENTS)
+    ]
+    for name in options:
+        if name not in accepted:
+            choices = ", ".join(accepted) or "none"
+            raise ConfigError(f"direction method {method!r} has no option {name!r}; options: {choices}")
+    if k is not None and k < 1:
+        raise ConfigError(f"number of directions k must be >= 1, got {k}")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"training steps must be >= 1, got {steps}")
+    return fn(adapter, k=k, seed=seed, steps=steps, **options)
+
+
+def _resolve_k(k: int | None, available: int, method: str) -> int:
+    if k is None:
+        return available
+    if k > available:
+        raise ConfigError(f"{method} gives at most {available} directions, asked for k={k}")
+    return k
+
+
+@DIRECTION_METHODS.register("sefa")
+def sefa(
+    adapter: GeneratorAdapter,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    normalize_units: bool = True,
+) -> DirectionSet:
+    """SeFa (Shen & Zhou 2021): eigenvectors of ``W^T W`` for the first decoder weight ``W [out, d]``.
+
+    Each output unit's weight vector (a row of ``W``) is scaled to unit norm first (``normalize_units``),
+    so a direction's eigenvalue counts how many feature units it drives rather than how large their
+    weights are. ``np.linalg.eigh`` (``W^T W`` is symmetric) with eigenvalues sorted in descending order,
+    unlike the reference code's unsorted ``eig``.
+    """
+    if adapter.first_layer_weight is None:
+        raise ConfigError("sefa needs the first decoder layer weight; this model does not expose one")
+    weight = adapter.first_layer_weight.double().numpy()
+    if normalize_units:
+        norms = np.linalg.norm(weight, axis=1, keepdims=True)
+        weight = weight / np.where(norms > 0, norms, 1.0)
+    eigenvalues, eigenvectors = np.linalg.eigh(weight.T @ weight)
+    order = np.argsort(eigenvalues)[::-1]
+    k = _resolve_k(k, adapter.latent_dim, "sefa")
+    matrix = eigenvectors[:, order[:k]].T
+    return DirectionSet(
+        matrix=matrix,
+        scales=adapter.direction_scales(matrix),
+        method="sefa",
+        params={"normalize_units": normalize_units, "base_source": adapter.base_source},
+        seed=0,
+        extras={"eigenvalues": eigenvalues[order[:k]].tolist()},
+    )
+
+
+@DIRECTION_METHODS.register("pca")
+def pca(
+    adapter: GeneratorAdapter,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    num_samples: int = 2000,
+) -> DirectionSet:
+    """Principal axes of the base codes, or GANSpace-style PCA of first-layer activations.
+
+    With posterior base codes (a VAE), the aggregate posterior is anisotropic and its principal axes are
+    the directions (scale = sqrt(eigenvalue)). Under the prior N(0, I) that PCA would be meaningless, so
+    (as GANSpace) we take PCA of the first-layer activations of ``num_samples`` prior codes and regress the
+    codes on the component coordinates by least squares; the normalised rows of the regression matrix are
+    the directions.
+    """
+    if adapter.base_source == "posterior":
+        codes = adapter.reference_codes()
+        centred = codes - codes.mean(axis=0)
+        covariance = centred.T @ centred / max(len(codes) - 1, 1)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        order = np.argsort(eigenvalues)[::-1]
+        k = _resolve_k(k, adapter.latent_dim, "pca")
+        matrix = eigenvectors[:, order[:k]].T
+        variance = eigenvalues[order[:k]]
+        params = {"space": "posterior", "base_source": adapter.base_source}
+    else:
+        if adapter.features is None:
+            raise ConfigError("pca under the prior needs first-layer activations; this model exposes none")
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        z = adapter.sample_base(num_samples, gen)
+        activations = adapter.features(z).double().numpy()
+        codes = z.double().numpy()
+        centred = activations - activations.mean(axis=0)
+        _, singular, components = np.linalg.svd(centred, full_matrices=False)
+        k = _resolve_k(k, min(adapter.latent_dim, len(singular)), "pca")
+        coordinates = centred @ components[:k].T  # [N, k]
+        regression, *_ = np.linalg.lstsq(coordinates, codes - codes.mean(axis=0), rcond=None)  # [k, d]
+        matrix = regression / np.linalg.norm(regression, axis=1, keepdims=True)
+        variance = singular[:k] ** 2 / max(len(codes) - 1, 1)
+        params = {"space": "first-layer activations", "num_samples": num_samples, "base_source": "prior"}
+    return DirectionSet(
+        matrix=matrix,
+        scales=adapter.direction_scales(matrix),
+        method="pca",
+        params=params,
+        seed=seed if adapter.base_source == "prior" else 0,
+        extras={"explained_variance": variance.tolist()},
+    )
+
+
+def random_orthonormal(num_directions: int, latent_dim: int, seed: int) -> np.ndarray:
+    """``[K, d]`` random orthonormal rows (QR of a Gaussian matrix, sign-fixed), ``K <= d``."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((latent_dim, num_directions)))
+    return (q * np.sign(np.diag(r))).T
+
+
+@DIRECTION_METHODS.register("axes")
+def axes(
+    adapter: GeneratorAdapter, *, k: int | None = None, seed: int = 0, steps: int | None = None
+) -> DirectionSet:
+    """Baseline: the latent coordinate axes, ordered by the base codes' variance along them."""
+    variance = adapter.direction_scales(np.eye(adapter.latent_dim)) ** 2
+    order = np.argsort(-variance, kind="stable")
+    k = _resolve_k(k, adapter.latent_dim, "axes")
+    matrix = np.eye(adapter.latent_dim)[order[:k]]
+    return DirectionSet(matrix, adapter.direction_scales(matrix), "axes", {"order": "variance"}, 0)
+
+
+@DIRECTION_METHODS.register("random")
+def random_directions(
+    adapter: GeneratorAdapter, *, k: int | None = None, seed: int = 0, steps: int | None = None
+) -> DirectionSet:
+    """Baseline: random orthonormal directions."""
+    k = _resolve_k(k, adapter.latent_dim, "random")
+    matrix = random_orthonormal(k, adapter.latent_dim, seed)
+    return DirectionSet(matrix, adapter.direction_scales(matrix), "random", {}, seed)

@@ -1,0 +1,100 @@
+"""Discover, score and draw directions for a model: what ``factorlens discover`` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from factorlens.directions.adapter import GeneratorAdapter
+from factorlens.directions.direction_set import DirectionSet
+from factorlens.directions.figures import save_effect_heatmap, save_traversal_grid
+from factorlens.directions.methods import discover_directions
+from factorlens.directions.oracle import ORACLES
+from factorlens.directions.scores import rca_comparison, score_directions
+from factorlens.io import atomic_write_json
+
+TRAVERSAL_FILE = "traversal.png"
+EFFECT_FILE = "effect_matrix.png"
+SCORES_FILE = "scores.json"
+
+
+def discover_for_model(
+    model: nn.Module,
+    images: np.ndarray | None,
+    out: str | Path,
+    *,
+    method: str,
+    dataset_name: str | None = None,
+    k: int | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    rca_steps: int = 300,
+    score_codes: int = 32,
+) -> DirectionSet:
+    """Discover directions of ``model`` (base codes from ``images [N, C, 64, 64]`` uint8 when it has an
+    encoder), write ``directions.*``, ``scores.json`` and the figures into ``out``.
+
+    Scores need an oracle for ``dataset_name`` (see :data:`~factorlens.directions.oracle.ORACLES`); RCA
+    is computed when ``rca_steps > 0``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    adapter = GeneratorAdapter.from_model(model, images)
+    directions = discover_directions(adapter, method, k=k, seed=seed, steps=steps)
+    figures = {TRAVERSAL_FILE: f"{method} directions: traversals of one base code over [-3, 3] posterior sd"}
+    save_traversal_grid(adapter, directions, out / TRAVERSAL_FILE, seed=seed)
+    scores: dict = {"method": method, "base_source": adapter.base_source}
+    if dataset_name is not None and dataset_name in ORACLES:
+        oracle = ORACLES.get(dataset_name)
+        result = score_directions(
+            adapter, directions, oracle.read, oracle.factor_names, num_codes=score_codes, seed=seed
+        )
+        scores.update(result.to_json())
+        save_effect_heatmap(result.effect, oracle.factor_names, out / EFFECT_FILE, title=f"{method} effects")
+        figures[EFFECT_FILE] = f"{method}: interventional effect of each direction on each oracle factor"
+    else:
+        scores["oracle"] = None
+    if rca_steps > 0 and directions.num_directions <= adapter.latent_dim:
+        scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed)
+    atomic_write_json(out / SCORES_FILE, scores)
+    directions.save(out, figures=figures)
+    return directions
+
+
+def discover_for_run(
+    run_path: str | Path,
+    *,
+    method: str,
+    out: str | Path | None = None,
+    k: int | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    rca_steps: int = 300,
+    max_images: int = 2000,
+) -> Path:
+    """Load a run (``factorlens.training.load_run``), encode up to ``max_images`` training images and
+    run :func:`discover_for_model`; output defaults to ``RUN/directions/<method>/``."""
+    from factorlens.directions.methods import DIRECTION_METHODS
+    from factorlens.training import load_run
+
+    DIRECTION_METHODS.get(method)  # fail on a misspelt method before loading anything
+    run = load_run(run_path)
+    out = Path(out) if out is not None else Path(run_path) / "directions" / method
+    dataset = run.load_dataset()
+    train = np.asarray(run.split["train"], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))
+    discover_for_model(
+        run.model,
+        dataset.images[chosen],
+        out,
+        method=method,
+        dataset_name=dataset.name,
+        k=k,
+        steps=steps,
+        seed=seed,
+        rca_steps=rca_steps,
+    )
+    return out

@@ -1,0 +1,129 @@
+"""Space-filling vector quantisation (Vali & Backstrom 2024) of the base codes, and its directions.
+
+A piecewise-linear curve of ``2^B`` codepoints is fitted to the base codes (encoder means of a VAE):
+it starts from 4 points (means of the norm-sorted quartiles) and is grown by doubling, each new curve
+sampling the old one just before and after every codepoint. Each training step draws one uniformly
+random point on every segment (dithering), assigns each code to its nearest drawn point and minimises
+the squared distance (Adam). Directions are the unit segment vectors ``c[i+1] - c[i]``; we keep the K
+segments onto which most codes project (the reference code does not release its extraction step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from factorlens.directions.adapter import GeneratorAdapter
+from factorlens.directions.direction_set import DirectionSet
+from factorlens.directions.methods import DIRECTION_METHODS
+from factorlens.errors import ConfigError
+
+INSERT_OFFSET = 0.01  # fractional-index offset of the two points that replace each codepoint on doubling
+
+
+def initial_curve(codes: torch.Tensor) -> torch.Tensor:
+    """``[4, d]`` means of the four quartiles of ``codes`` sorted by norm."""
+    order = torch.argsort(codes.norm(dim=1))
+    return torch.stack([chunk.mean(0) for chunk in torch.tensor_split(codes[order], 4)])
+
+
+def double_curve(curve: torch.Tensor) -> torch.Tensor:
+    """``[2n, d]``: the curve sampled at fractional indices ``i -+ INSERT_OFFSET`` (clamped to the ends)."""
+    n = len(curve)
+    positions = torch.arange(n, dtype=curve.dtype)
+    positions = torch.stack([positions - INSERT_OFFSET, positions + INSERT_OFFSET], dim=1).reshape(-1)
+    positions = positions.clamp(0, n - 1)
+    lower = positions.floor().long().clamp(max=n - 2)
+    frac = (positions - lower)[:, None]
+    return curve[lower] * (1 - frac) + curve[lower + 1] * frac
+
+
+def project_on_segments(codes: torch.Tensor, curve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest segment of each code: ``(segment index [N], squared distance [N])``."""
+    starts, vectors = curve[:-1], curve[1:] - curve[:-1]  # [S, d]
+    rel = codes[:, None, :] - starts[None]  # [N, S, d]
+    t = ((rel * vectors[None]).sum(-1) / (vectors**2).sum(-1).clamp_min(1e-12)).clamp(0, 1)
+    distance = ((rel - t[..., None] * vectors[None]) ** 2).sum(-1)  # [N, S]
+    best, index = distance.min(dim=1)
+    return index, best
+
+
+def fit_sfvq(
+    codes: torch.Tensor, bits: int, steps: int, *, batch_size: int = 64, lr: float = 1e-3, seed: int = 0
+) -> tuple[torch.Tensor, list[float]]:
+    """Fit a ``2^bits``-point curve to ``codes [N, d]`` with ``steps`` steps spread over the bitrates.
+
+    Returns the curve ``[2^bits, d]`` and the final mean squared quantisation error of each bitrate.
+    """
+    if bits < 2:
+        raise ConfigError(f"sfvq needs bits >= 2 (4 codepoints), got {bits}")
+    gen = torch.Generator().manual_seed(seed)
+    curve = initial_curve(codes)
+    errors: list[float] = []
+    steps_per_bitrate = max(1, steps // (bits - 1))
+    for level in range(2, bits + 1):
+        if level > 2:
+            curve = double_curve(curve)
+        curve = curve.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([curve], lr=lr)
+        for _ in range(steps_per_bitrate):
+            batch = codes[torch.randint(len(codes), (batch_size,), generator=gen)]
+            dither = torch.rand(len(curve) - 1, 1, generator=gen)
+            points = curve[:-1] + dither * (curve[1:] - curve[:-1])  # one random point per segment
+            distance = torch.cdist(batch, points) ** 2
+            loss = distance.min(dim=1).values.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        curve = curve.detach()
+        with torch.no_grad():
+            errors.append(float(project_on_segments(codes, curve)[1].mean()))
+    return curve, errors
+
+
+@DIRECTION_METHODS.register("sfvq")
+def sfvq(
+    adapter: GeneratorAdapter,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    bits: int = 5,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+) -> DirectionSet:
+    """Directions = unit vectors of the K most populated segments of a ``2^bits``-point SFVQ curve.
+
+    ``steps`` (default 1500) are split evenly over the bitrates 2..bits.
+    """
+    steps = 1500 if steps is None else steps
+    codes = torch.as_tensor(adapter.reference_codes(seed=seed), dtype=torch.float32)
+    curve, errors = fit_sfvq(codes, bits, steps, batch_size=batch_size, lr=lr, seed=seed)
+    segment, _ = project_on_segments(codes, curve)
+    counts = torch.bincount(segment, minlength=len(curve) - 1)
+    segments = len(curve) - 1
+    k = min(adapter.latent_dim, segments) if k is None else k
+    if k > segments:
+        raise ConfigError(f"sfvq with bits={bits} has {segments} segments, asked for k={k}")
+    order = torch.argsort(counts, descending=True, stable=True)[:k]
+    vectors = (curve[1:] - curve[:-1])[order].double().numpy()
+    matrix = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return DirectionSet(
+        matrix=matrix,
+        scales=adapter.direction_scales(matrix),
+        method="sfvq",
+        params={
+            "bits": bits,
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "base_source": adapter.base_source,
+        },
+        seed=seed,
+        extras={
+            "segments": order.tolist(),
+            "segment_counts": counts[order].tolist(),
+            "quantisation_mse_per_bitrate": errors,
+            "curve": curve.tolist(),
+        },
+    )
