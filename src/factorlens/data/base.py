@@ -103,7 +103,7 @@ class ImageDataset:
         )
 
 
-def to_float(images_uint8) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
+def to_float(images_uint8) -> torch.Tensor:  # noqa: F821 - torch imported lazily
     """``uint8 [B, C, H, W]`` (numpy or torch) -> ``float32`` torch tensor in [0, 1]."""
     import torch
 

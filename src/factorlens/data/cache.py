@@ -99,9 +99,7 @@ def load_cached(path: Path, spec: str) -> ImageDataset | None:
     )
 
 
-def cached_build(
-    source: str, params: dict, spec: str, build: Callable[[], ImageDataset]
-) -> ImageDataset:
+def cached_build(source: str, params: dict, spec: str, build: Callable[[], ImageDataset]) -> ImageDataset:
     """Load the cached dataset for ``params`` or build it with ``build()`` and cache it."""
     path = cache_path(source, params)
     dataset = load_cached(path, spec)

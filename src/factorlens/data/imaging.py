@@ -1,0 +1,130 @@
+"""Decoding and the geometric transform shared by every image loader.
+
+Images: any PIL-readable file -> RGB (CMYK, greyscale, palette, RGBA and 16-bit handled) -> centre crop
+to a square -> 64x64 by area averaging (``Image.BOX``); crops smaller than 64 px are upsampled (bicubic).
+Masks: any PNG encoding -> luminance in [0, 1] -> ``> 0.5`` -> the *same fractional* crop as the image
+(so a 600x450 mask of a 200x150 image is cut identically) -> 64x64 area average -> ``>= 0.5``.
+Handcrafted factors are measured on the whole mask at its original resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from factorlens.data.base import IMAGE_SIZE
+from factorlens.data.handcrafted import handcrafted_factors
+
+# What PIL raises on a zero-byte, truncated, non-image or oversized file.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The centre-square crop as fractions of width and height: ``(left, top, right, bottom)`` in [0, 1]."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    @classmethod
+    def centre_square(cls, width: int, height: int) -> CropBox:
+        side = min(width, height)
+        dx, dy = (width - side) / (2 * width), (height - side) / (2 * height)
+        return cls(dx, dy, 1 - dx, 1 - dy)
+
+    def pixels(self, width: int, height: int) -> tuple[float, float, float, float]:
+        return (self.left * width, self.top * height, self.right * width, self.bottom * height)
+
+
+def open_image(path: str) -> Image.Image:
+    """Open and fully decode ``path`` (so truncation is detected here, not later)."""
+    with Image.open(path) as handle:
+        handle.load()
+        return handle.copy()
+
+
+def luminance(image: Image.Image) -> np.ndarray:
+    """``float32 [H, W]`` luminance in [0, 1] for any mode (palette, 1-bit, greyscale, RGB(A), 16-bit)."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float32)
+        # 'I' also holds 8-bit data opened as 32-bit; only rescale when values exceed 8 bits.
+        return values / (65535.0 if values.max(initial=0) > 255 else 255.0)
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any mode to 8-bit RGB (16-bit greyscale is rescaled, not clipped)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        grey = Image.fromarray(np.rint(luminance(image) * 255).astype(np.uint8))
+        return grey.convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite onto white: transparent background is paper, not black skin.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def preprocess_image(image: Image.Image) -> tuple[np.ndarray, CropBox, bool]:
+    """``uint8 [3, 64, 64]``, the crop used, and whether the crop was upsampled (side < 64 px)."""
+    rgb = to_rgb(image)
+    crop = CropBox.centre_square(*rgb.size)
+    side = min(rgb.size)
+    upsampled = side < IMAGE_SIZE
+    resample = Image.Resampling.BICUBIC if upsampled else Image.Resampling.BOX
+    small = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), resample, box=crop.pixels(*rgb.size))
+    return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).copy(), crop, upsampled
+
+
+def mask_to_grid(mask: np.ndarray, crop: CropBox) -> np.ndarray:
+    """``uint8 [64, 64]`` (0/1): the binary ``[H, W]`` mask cut by ``crop`` (fractions) and area-averaged."""
+    height, width = mask.shape
+    as_float = Image.fromarray(mask.astype(np.float32), mode="F")
+    small = as_float.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX, box=crop.pixels(width, height))
+    return (np.asarray(small) >= 0.5).astype(np.uint8)
+
+
+@dataclass
+class DecodedItem:
+    """One decoded (image, mask) pair; ``*_error`` holds the decoder's message when a file is unusable."""
+
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    handcrafted: np.ndarray | None = None
+    upsampled: bool = False
+    image_error: str | None = None
+    mask_error: str | None = None
+
+
+def decode_item(task: tuple[str, str | None]) -> DecodedItem:
+    """Decode one image and its optional mask (runs in worker processes; errors come back as text).
+
+    Handcrafted factors are NaN when there is no mask or it is unreadable; a readable but empty mask also
+    gives NaN (the caller counts it).
+    """
+    image_path, mask_path = task
+    item = DecodedItem(handcrafted=np.full(3, np.nan))
+    try:
+        item.image, crop, item.upsampled = preprocess_image(open_image(image_path))
+    except DECODE_ERRORS as error:
+        item.image_error = f"{type(error).__name__}: {error}"
+        return item
+    if mask_path is not None:
+        try:
+            mask = luminance(open_image(mask_path)) > 0.5
+        except DECODE_ERRORS as error:
+            item.mask_error = f"{type(error).__name__}: {error}"
+            return item
+        item.mask = mask_to_grid(mask, crop)
+        item.handcrafted = handcrafted_factors(mask)
+    return item

@@ -1,0 +1,294 @@
+"""Run directories: the on-disk format every downstream command reads (see ``docs/training.md``).
+
+```
+RUN/config.yaml                        resolved config
+RUN/split.json                         {"train": [...], "test": [...], "n": N, "spec": ...}
+RUN/log.jsonl                          one record per log interval
+RUN/checkpoints/iter-<k>/model.safetensors   weights (adversary weights prefixed "adversary.")
+RUN/checkpoints/iter-<k>/state.pt            optimizer + RNG + batch-order state (weights_only load)
+RUN/checkpoints/iter-<k>/meta.json           {"iteration", "model", "format_version", "factorlens_version"}
+RUN/checkpoint.json                    {"latest": "checkpoints/iter-<k>"}, replaced last
+RUN/summary.json                       final figures
+```
+
+Every file is written through :mod:`factorlens.io` (temp file + fsync + rename), and the
+``checkpoint.json`` pointer is replaced only after the checkpoint it points to is complete, so a reader
+(or a resumed run) never sees a half-written checkpoint. Nothing here unpickles arbitrary objects:
+weights are safetensors and ``state.pt`` is loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+
+import factorlens
+from factorlens.config import load_config
+from factorlens.errors import CheckpointError, ConfigError
+from factorlens.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from factorlens.models.base import LatentModel
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.json"
+LOG_FILE = "log.jsonl"
+POINTER_FILE = "checkpoint.json"
+SUMMARY_FILE = "summary.json"
+CHECKPOINTS_DIR = "checkpoints"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+KEEP_CHECKPOINTS = 2
+
+
+def instantiate_model(model_section: dict, *, channels: int) -> tuple[LatentModel, dict]:
+    """Build the model named in a config's ``model`` section.
+
+    Returns the model and the resolved section (every parameter of the model's config dataclass, with
+    defaults filled in) that is recorded in ``config.yaml``. Parameter errors are the model package's
+    ``ConfigError`` naming the key.
+    """
+    import dataclasses
+
+    from factorlens.models import build_model, model_config_class
+
+    name = model_section["name"]
+    params = {k: v for k, v in model_section.items() if k != "name"}
+    model = build_model(name, params, channels=channels)
+    resolved_params = dataclasses.asdict(model_config_class(name)(**params))
+    return model, {"name": name, **_plain(resolved_params)}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (yaml.safe_dump cannot represent tuples)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found: not a complete factorlens {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupted ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint folder ``checkpoint.json`` points to."""
+    pointer = _read_json(run_dir / POINTER_FILE, "run directory (no checkpoint)")
+    latest = pointer.get("latest") if isinstance(pointer, dict) else None
+    if not isinstance(latest, str) or Path(latest).is_absolute() or ".." in Path(latest).parts:
+        raise CheckpointError(f"{run_dir / POINTER_FILE} is corrupted: 'latest' must be a relative path")
+    return run_dir / latest
+
+
+def read_meta(checkpoint_dir: Path, *, expected_model: str) -> dict:
+    """Read and check ``meta.json`` (model name and format version)."""
+    meta = _read_json(checkpoint_dir / META_FILE, "checkpoint")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{checkpoint_dir / META_FILE} is corrupted: expected a JSON object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{checkpoint_dir / META_FILE}: checkpoint format version {meta.get('format_version')!r} is not "
+            f"supported (this factorlens reads version {FORMAT_VERSION})"
+        )
+    if meta.get("model") != expected_model:
+        raise CheckpointError(
+            f"{checkpoint_dir}: checkpoint is of model {meta.get('model')!r}, config says {expected_model!r}"
+        )
+    return meta
+
+
+def load_weights(model: LatentModel, checkpoint_dir: Path) -> None:
+    """Load ``model.safetensors`` into ``model`` (strict: every tensor present, same shapes)."""
+    path = checkpoint_dir / WEIGHTS_FILE
+    try:
+        tensors = safetensors_load(path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found") from None
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is corrupted: {str(exc).splitlines()[0]}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    for key, tensor in tensors.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{path}: tensor {key} has shape {list(tensor.shape)}, "
+                f"the model expects {list(expected[key].shape)}"
+            )
+    model.load_state_dict(tensors, strict=True)
+
+
+def load_state(checkpoint_dir: Path) -> dict:
+    """Load ``state.pt`` with ``weights_only=True``: a file holding arbitrary objects is refused
+    without being executed."""
+    path = checkpoint_dir / STATE_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} refused: it holds objects other than tensors ({first})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is corrupted: {str(exc).strip().splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a factorlens training state of format version {FORMAT_VERSION}")
+    return state
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = run_dir / LOG_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path} line {line_number} is not valid JSON") from None
+    return records
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def write_log(run_dir: Path, records: list[dict]) -> None:
+    """Rewrite ``log.jsonl`` atomically (a few hundred KB at most; appending could leave half a line)."""
+    atomic_write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def write_checkpoint(run_dir: Path, *, iteration: int, model_name: str, weights: dict[str, torch.Tensor],
+                     state: dict) -> Path:
+    """Write ``checkpoints/iter-<iteration>/``, then move the pointer, then prune old checkpoints."""
+    checkpoint_dir = run_dir / CHECKPOINTS_DIR / f"iter-{iteration}"
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # clone: safetensors refuses tensors sharing storage; contiguous: channels_last weights.
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
+    atomic_write_bytes(checkpoint_dir / WEIGHTS_FILE, safetensors_save(plain))
+    buffer = io.BytesIO()
+    torch.save({**state, "format_version": FORMAT_VERSION}, buffer)
+    atomic_write_bytes(checkpoint_dir / STATE_FILE, buffer.getvalue())
+    atomic_write_json(checkpoint_dir / META_FILE, {
+        "iteration": iteration,
+        "model": model_name,
+        "format_version": FORMAT_VERSION,
+        "factorlens_version": factorlens.__version__,
+    })
+    atomic_write_json(run_dir / POINTER_FILE, {"latest": f"{CHECKPOINTS_DIR}/iter-{iteration}"})
+    _prune_checkpoints(run_dir, keep=checkpoint_dir.name)
+    return checkpoint_dir
+
+
+def _prune_checkpoints(run_dir: Path, *, keep: str) -> None:
+    def iteration_of(path: Path) -> int:
+        try:
+            return int(path.name.removeprefix("iter-"))
+        except ValueError:
+            return -1
+
+    folders = sorted((p for p in (run_dir / CHECKPOINTS_DIR).glob("iter-*") if p.is_dir()), key=iteration_of)
+    # Keep the newest KEEP_CHECKPOINTS up to the one just written; newer folders can exist only from an
+    # abandoned attempt (a crash after resuming from an older checkpoint) and are stale.
+    keep_index = [p.name for p in folders].index(keep)
+    stale = folders[keep_index + 1:] + folders[: max(0, keep_index + 1 - KEEP_CHECKPOINTS)]
+    for folder in stale:
+        shutil.rmtree(folder)
+
+
+# --- the Run object --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A trained run, as every downstream command sees it.
+
+    Attributes:
+        path: the run directory.
+        config: the resolved config (``model``, ``train``, ``data`` sections).
+        model: the model at the latest checkpoint, in eval mode, on the CPU.
+        split: ``{"train": [...], "test": [...], "n": N, "spec": ...}`` indices into the dataset.
+        model_name: registry name of the model.
+        iteration: iteration of the loaded checkpoint.
+    """
+
+    path: Path
+    config: dict
+    model: LatentModel
+    split: dict
+    model_name: str
+    iteration: int
+    _dataset: Any = field(default=None, repr=False)
+
+    def load_dataset(self, *, progress: bool = False):
+        """The dataset the run was trained on (``config.data.spec``), checked against ``split.json``."""
+        if self._dataset is None:
+            from factorlens.data import load_dataset
+
+            dataset = load_dataset(self.config["data"]["spec"], progress=progress)
+            if len(dataset) != self.split["n"]:
+                raise CheckpointError(
+                    f"{self.path / SPLIT_FILE}: the run was trained on {self.split['n']} images but "
+                    f"{self.config['data']['spec']!r} now has {len(dataset)}"
+                )
+            self._dataset = dataset
+        return self._dataset
+
+    def log(self) -> list[dict]:
+        """The ``log.jsonl`` records (dicts with ``iter``, ``time_s``, ``images_per_s`` and loss terms)."""
+        return read_log(self.path)
+
+    def summary(self) -> dict | None:
+        path = self.path / SUMMARY_FILE
+        return _read_json(path, "run") if path.exists() else None
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run directory written by :func:`factorlens.training.train` (model on CPU, eval mode)."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} not found")
+    if not (run_dir / CONFIG_FILE).exists():
+        raise CheckpointError(f"{run_dir} is not a factorlens run directory (no {CONFIG_FILE})")
+    try:
+        config = load_config(run_dir / CONFIG_FILE)
+    except ConfigError as exc:
+        raise CheckpointError(f"invalid run config: {exc}") from None
+    split = _read_json(run_dir / SPLIT_FILE, "run directory")
+    if not isinstance(split, dict) or not {"train", "test", "n"} <= set(split):
+        raise CheckpointError(f"{run_dir / SPLIT_FILE} is corrupted: expected keys train, test, n")
+    checkpoint_dir = latest_checkpoint(run_dir)
+    model_name = config["model"]["name"]
+    meta = read_meta(checkpoint_dir, expected_model=model_name)
+    channels = split.get("channels", 3)
+    model, _ = instantiate_model(config["model"], channels=channels)
+    load_weights(model, checkpoint_dir)
+    model.eval()
+    return Run(path=run_dir, config=config, model=model, split=split, model_name=model_name,
+               iteration=int(meta["iteration"]))

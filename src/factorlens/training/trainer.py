@@ -1,0 +1,501 @@
+"""The one training loop for every model (VAE family, adversarial β-TCVAE, GAN).
+
+Design (see ``docs/training.md``):
+- the whole training split is one ``uint8`` tensor on the device; each epoch is a seeded permutation,
+  batches are converted to float per step and the last incomplete batch is dropped (no DataLoader: the
+  data is 64x64 and fits in memory, and worker processes would fight for the CPU);
+- the adversarial update is a hook of this loop: when ``model.adversary`` is set, a second Adam
+  optimizer (adversary parameters only) steps ``model.adversary_loss(x, x_hat.detach())`` after each
+  generator step, and the generator optimizer holds every other parameter;
+- loss terms are accumulated as device tensors and read back only at log intervals, so a GPU never waits
+  for the host between logs; non-finite values are tracked on the device too (first bad iteration per
+  term) and reported at the next sync;
+- on CPU the run is deterministic: a run interrupted at iteration k and resumed ends with bitwise the
+  same weights as an uninterrupted one (checkpoints hold optimizer, RNG and batch-order state).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from factorlens.config import RESUMABLE_CHANGES, config_differences, dump_config, validate_config
+from factorlens.errors import CheckpointError, ConfigError, TrainingError
+from factorlens.io import atomic_write_json, atomic_write_text
+from factorlens.models.base import LatentModel
+from factorlens.training import rundir
+from factorlens.training._malloc import tune_glibc_malloc
+
+RUN_FILES = (rundir.CONFIG_FILE, rundir.SPLIT_FILE, rundir.LOG_FILE, rundir.POINTER_FILE, rundir.SUMMARY_FILE)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM during training: the current step finished and a checkpoint was written.
+
+    A ``KeyboardInterrupt`` so that it propagates like Ctrl-C; the CLI maps it to exit code 130.
+    """
+
+
+def progress_enabled() -> bool:
+    """The project-wide progress-bar rule (docs/architecture.md)."""
+    if os.environ.get("FACTORLENS_NO_PROGRESS") == "1":
+        return False
+    return not (os.environ.get("CI") and not sys.stderr.isatty())
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but torch sees no CUDA device; use auto or cpu")
+    return torch.device(requested)
+
+
+def adversary_of(model: nn.Module) -> nn.Module | None:
+    """The model's ``adversary`` submodule, or None.
+
+    Looked up among the registered children first: ``LatentModel`` declares a class attribute
+    ``adversary = None``, which plain attribute access returns even after a submodule of that name has
+    been registered (nn.Module keeps submodules in ``_modules``, consulted only when lookup fails).
+    """
+    children = dict(model.named_children())
+    return children.get("adversary", getattr(model, "adversary", None))
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+
+
+# --- run-directory preparation ---------------------------------------------------------------------------
+
+
+def _prepare_out_dir(out: Path, *, resume: bool, force: bool) -> dict | None:
+    """Check what ``out`` holds; returns the stored config when resuming an existing run."""
+    if force and resume:
+        raise ConfigError("--resume and --force exclude each other (force starts the run over)")
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    holds_run = (out / rundir.CONFIG_FILE).exists()
+    if force:
+        # Remove only what a run writes: --out may be a folder that also holds the user's own files.
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        if (out / rundir.CHECKPOINTS_DIR).exists():
+            import shutil
+
+            shutil.rmtree(out / rundir.CHECKPOINTS_DIR)
+        return None
+    if holds_run:
+        if not resume:
+            raise ConfigError(
+                f"--out {out} already holds a run; pass --resume to continue it or --force to overwrite it"
+            )
+        from factorlens.config import load_config
+
+        return load_config(out / rundir.CONFIG_FILE)
+    if any(out.iterdir()):
+        raise ConfigError(
+            f"--out {out} is not empty and holds no factorlens run; use another folder or --force"
+        )
+    return None
+
+
+def _split_for(dataset, data_cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    from factorlens.data import split_indices
+
+    train_idx, test_idx = split_indices(
+        dataset, test_fraction=data_cfg["test_fraction"], seed=data_cfg["split_seed"]
+    )
+    return np.asarray(train_idx, dtype=np.int64), np.asarray(test_idx, dtype=np.int64)
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _stop_on_signals(trainer: _Loop):
+    """Turn SIGINT/SIGTERM into a stop request honoured after the current step (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        trainer.stop_signal = signum
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Loop:
+    """State of one training session (fresh or resumed)."""
+
+    def __init__(self, *, model: LatentModel, config: dict, out: Path, train_images: np.ndarray,
+                 device: torch.device, progress: bool) -> None:
+        train_cfg = config["train"]
+        self.config = config
+        self.train_cfg = train_cfg
+        self.out = out
+        self.device = device
+        self.model_name = config["model"]["name"]
+        self.progress = progress
+        self.stop_signal: int | None = None
+        self.batch_size = train_cfg["batch_size"]
+        self.dataset_size = int(train_images.shape[0])
+        if self.dataset_size < self.batch_size:
+            raise ConfigError(
+                f"train.batch_size {self.batch_size} exceeds the {self.dataset_size} training images of "
+                f"{config['data']['spec']!r}"
+            )
+        self.model = model.to(device)
+        self.channels_last = _has_conv(model)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
+
+        adversary = adversary_of(model)
+        adversary_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
+        generator_params = [p for p in model.parameters() if id(p) not in adversary_ids and p.requires_grad]
+        self.optimizer = torch.optim.Adam(
+            generator_params, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"])
+        )
+        self.adv_optimizer = (
+            torch.optim.Adam(
+                [p for p in adversary.parameters() if p.requires_grad],
+                lr=train_cfg["adv_lr"],
+                betas=tuple(train_cfg["adv_betas"]),
+            )
+            if adversary is not None
+            else None
+        )
+        self.compute_loss = (
+            torch.compile(model.compute_loss) if train_cfg["compile"] else model.compute_loss
+        )
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+            if train_cfg["precision"] == "bf16"
+            else nullcontext
+        )
+        # Batch order: its own generator so that model-side sampling noise cannot shift it.
+        self.order_generator = torch.Generator().manual_seed(train_cfg["seed"])
+        self.permutation: torch.Tensor | None = None
+        self.position = 0
+        self.iteration = 0
+        self.elapsed_s = 0.0
+        self.term_names: list[str] | None = None
+        self.term_sums: torch.Tensor | None = None
+        self.first_bad: torch.Tensor | None = None
+        self.steps_since_log = 0
+        self.records: list[dict] = []
+        self.last_checkpoint: Path | None = None
+
+    # -- checkpoint state --
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "iteration": self.iteration,
+            "elapsed_s": self.elapsed_s,
+            "optimizer": self.optimizer.state_dict(),
+            "adv_optimizer": self.adv_optimizer.state_dict() if self.adv_optimizer is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "order_rng": self.order_generator.get_state(),
+            "permutation": self.permutation.cpu() if self.permutation is not None else None,
+            "position": self.position,
+            "term_names": self.term_names,
+            "term_sums": self.term_sums.cpu() if self.term_sums is not None else None,
+            "first_bad": self.first_bad.cpu() if self.first_bad is not None else None,
+            "steps_since_log": self.steps_since_log,
+        }
+        return state
+
+    def restore(self, checkpoint_dir: Path) -> None:
+        rundir.read_meta(checkpoint_dir, expected_model=self.model_name)
+        rundir.load_weights(self.model, checkpoint_dir)
+        state = rundir.load_state(checkpoint_dir)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.adv_optimizer is not None:
+                self.adv_optimizer.load_state_dict(state["adv_optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            if self.device.type == "cuda" and state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self.order_generator.set_state(state["order_rng"])
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{checkpoint_dir / rundir.STATE_FILE} does not match this model/optimizer: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        self.iteration = int(state["iteration"])
+        self.elapsed_s = float(state["elapsed_s"])
+        perm = state["permutation"]
+        self.permutation = perm.to(self.device) if perm is not None else None
+        self.position = int(state["position"])
+        self.term_names = state["term_names"]
+        self.term_sums = state["term_sums"].to(self.device) if state["term_sums"] is not None else None
+        self.first_bad = state["first_bad"].to(self.device) if state["first_bad"] is not None else None
+        self.steps_since_log = int(state["steps_since_log"])
+        self.records = [r for r in rundir.read_log(self.out) if r.get("iter", 0) <= self.iteration]
+        self.last_checkpoint = checkpoint_dir
+
+    # -- one step --
+    def next_batch(self) -> torch.Tensor:
+        if self.permutation is None or self.position + self.batch_size > self.dataset_size:
+            order = torch.randperm(self.dataset_size, generator=self.order_generator)
+            self.permutation = order.to(self.device)
+            self.position = 0
+        index = self.permutation[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        x = self.images[index].to(torch.float32).div_(255.0)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def step(self) -> None:
+        x = self.next_batch()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            out = self.compute_loss(x, dataset_size=self.dataset_size)
+        out.loss.backward()
+        self.optimizer.step()
+        terms = {"loss": out.loss.detach(), **out.terms}
+        if self.adv_optimizer is not None:
+            if out.x_hat is None:
+                raise TrainingError(f"model {self.model_name!r} has an adversary but returned no x_hat")
+            self.adv_optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                adv_out = self.model.adversary_loss(x, out.x_hat.detach())
+            adv_out.loss.backward()
+            self.adv_optimizer.step()
+            adv_terms = {"adv_loss": adv_out.loss.detach(), **adv_out.terms}
+            for name, value in adv_terms.items():
+                terms[name if name not in terms else f"adv_{name}"] = value
+        self.iteration += 1
+        self._accumulate(terms)
+
+    def _accumulate(self, terms: dict[str, torch.Tensor]) -> None:
+        if self.term_names is None:
+            self.term_names = list(terms)
+        elif list(terms) != self.term_names:
+            raise TrainingError(
+                f"model {self.model_name!r} changed its loss terms at iteration {self.iteration}: "
+                f"{list(terms)} vs {self.term_names}"
+            )
+        values = torch.stack([t.detach().reshape(()).to(torch.float32) for t in terms.values()])
+        if self.term_sums is None:
+            self.term_sums = torch.zeros_like(values)
+            self.first_bad = torch.full_like(values, -1, dtype=torch.int64)
+        self.term_sums += values
+        # Remember the first iteration at which each term went non-finite, without a host sync.
+        newly_bad = ~torch.isfinite(values) & (self.first_bad < 0)
+        now_bad = torch.full_like(self.first_bad, self.iteration)
+        self.first_bad = torch.where(newly_bad, now_bad, self.first_bad)
+        self.steps_since_log += 1
+
+    # -- syncs: finiteness check, log record, checkpoint --
+    def check_finite(self) -> None:
+        if self.first_bad is None:
+            return
+        first_bad = self.first_bad.tolist()
+        # Report the earliest iteration; at it, prefer a component term over the total "loss" it makes.
+        bad = [(it, name == "loss", index, name)
+               for index, (it, name) in enumerate(zip(first_bad, self.term_names, strict=True)) if it >= 0]
+        if bad:
+            iteration, _, _, name = min(bad)
+            kept = (
+                f"the last good checkpoint {self.last_checkpoint} is kept"
+                if self.last_checkpoint is not None
+                else "no checkpoint was written"
+            )
+            raise TrainingError(
+                f"non-finite loss term {name!r} at iteration {iteration} of {self.out}; {kept} "
+                f"(try a lower train.lr or precision fp32)"
+            )
+
+    def log_record(self, interval_s: float) -> dict:
+        means = (self.term_sums / max(self.steps_since_log, 1)).tolist()
+        record = {
+            "iter": self.iteration,
+            "time_s": round(self.elapsed_s, 3),
+            "images_per_s": round(self.steps_since_log * self.batch_size / max(interval_s, 1e-9), 2),
+            **{name: float(v) for name, v in zip(self.term_names, means, strict=True)},
+        }
+        self.records.append(record)
+        rundir.write_log(self.out, self.records)
+        self.term_sums.zero_()
+        self.steps_since_log = 0
+        return record
+
+    def checkpoint(self) -> None:
+        self.last_checkpoint = rundir.write_checkpoint(
+            self.out,
+            iteration=self.iteration,
+            model_name=self.model_name,
+            weights=self.model.state_dict(),
+            state=self.state(),
+        )
+
+    def run(self) -> None:
+        total = self.train_cfg["iterations"]
+        log_every = self.train_cfg["log_every"]
+        checkpoint_every = self.train_cfg["checkpoint_every"]
+        self.model.train()
+        bar = tqdm(total=total, initial=self.iteration, desc=f"train {self.model_name}", unit="it",
+                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+        interval_start = time.perf_counter()
+        session_start_elapsed = self.elapsed_s
+        session_start = interval_start
+        try:
+            with _stop_on_signals(self):
+                while self.iteration < total:
+                    self.step()
+                    bar.update(1)
+                    self.elapsed_s = session_start_elapsed + (time.perf_counter() - session_start)
+                    log_due = self.iteration % log_every == 0 or self.iteration == total
+                    checkpoint_due = self.iteration % checkpoint_every == 0 or self.iteration == total
+                    stopping = self.stop_signal is not None
+                    if log_due or checkpoint_due or stopping:
+                        self.check_finite()
+                    if log_due:
+                        now = time.perf_counter()
+                        record = self.log_record(now - interval_start)
+                        interval_start = now
+                        bar.set_postfix(
+                            {"img/s": f"{record['images_per_s']:.0f}",
+                             **{k: f"{record[k]:.4g}" for k in self.term_names[:6]}},
+                            refresh=False,
+                        )
+                    if checkpoint_due or stopping:
+                        self.checkpoint()
+                    if stopping:
+                        name = signal.Signals(self.stop_signal).name
+                        raise TrainingInterrupted(
+                            f"{name} at iteration {self.iteration}: checkpoint written to "
+                            f"{self.last_checkpoint}; continue with --resume"
+                        )
+        finally:
+            bar.close()
+
+
+def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = False,
+          progress: bool | None = None) -> Path:
+    """Train the model described by ``config`` into the run directory ``out``; returns ``out``.
+
+    Args:
+        config: ``{"model": {"name", ...}, "train": {...}, "data": {...}}`` (validated here; missing
+            train/data options take their defaults, see ``factorlens.config``).
+        out: run directory. If it already holds a run, ``resume=True`` continues it from its latest
+            checkpoint (only iterations, log/checkpoint intervals, device, threads and compile may
+            change) and ``force=True`` deletes it and starts over; otherwise a ``ConfigError``.
+        progress: show the tqdm bar on stderr (default: the project rule, see ``progress_enabled``).
+
+    Raises:
+        ConfigError, CheckpointError, DataError: bad config / run directory / data, before training.
+        TrainingError: a non-finite loss; the last good checkpoint is kept.
+        TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the finished step was written.
+    """
+    config = validate_config(config, "config")
+    out = Path(out)
+    stored_config = _prepare_out_dir(out, resume=resume, force=force)
+    train_cfg = config["train"]
+    if train_cfg["malloc_tuning"]:
+        tune_glibc_malloc()
+    if train_cfg["num_threads"] > 0:
+        torch.set_num_threads(train_cfg["num_threads"])
+    device = resolve_device(train_cfg["device"])
+
+    from factorlens.data import load_dataset
+
+    show_progress = progress_enabled() if progress is None else progress
+    dataset = load_dataset(config["data"]["spec"], progress=show_progress)
+    if stored_config is not None:
+        split = _read_split(out, expected_n=len(dataset))
+        train_idx = np.asarray(split["train"], dtype=np.int64)
+        test_idx = np.asarray(split["test"], dtype=np.int64)
+    else:
+        train_idx, test_idx = _split_for(dataset, config["data"])
+
+    torch.manual_seed(train_cfg["seed"])
+    model, model_section = rundir.instantiate_model(config["model"], channels=dataset.channels)
+    config = {**config, "model": model_section}
+
+    if stored_config is not None:
+        changed = [k for k in config_differences(stored_config, config) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"--resume: {', '.join(changed)} differ from {out / rundir.CONFIG_FILE}; "
+                f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change (or use --force)"
+            )
+
+    loop = _Loop(model=model, config=config, out=out, train_images=dataset.images[train_idx], device=device,
+                 progress=show_progress)
+    if stored_config is not None and (out / rundir.POINTER_FILE).exists():
+        checkpoint_dir = rundir.latest_checkpoint(out)
+        loop.restore(checkpoint_dir)
+        if loop.iteration > train_cfg["iterations"]:
+            raise ConfigError(
+                f"--resume: {out} is already at iteration {loop.iteration}, beyond train.iterations "
+                f"{train_cfg['iterations']}"
+            )
+        if loop.iteration == train_cfg["iterations"] and (out / rundir.SUMMARY_FILE).exists():
+            return out  # already complete: nothing to do
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / rundir.CONFIG_FILE, dump_config(config))
+    if stored_config is None:
+        atomic_write_json(out / rundir.SPLIT_FILE, {
+            "train": train_idx.tolist(),
+            "test": test_idx.tolist(),
+            "n": len(dataset),
+            "spec": config["data"]["spec"],
+            "channels": dataset.channels,
+        })
+        (out / rundir.SUMMARY_FILE).unlink(missing_ok=True)
+
+    loop.run()
+    _write_summary(loop, config)
+    return out
+
+
+def _read_split(out: Path, *, expected_n: int) -> dict:
+    split = rundir._read_json(out / rundir.SPLIT_FILE, "run directory")
+    if not isinstance(split, dict) or split.get("n") != expected_n:
+        raise CheckpointError(
+            f"{out / rundir.SPLIT_FILE} was made for {split.get('n') if isinstance(split, dict) else '?'} "
+            f"images, the dataset now has {expected_n}"
+        )
+    return split
+
+
+def _write_summary(loop: _Loop, config: dict) -> None:
+    last = loop.records[-1] if loop.records else {}
+    images = loop.iteration * loop.batch_size
+    atomic_write_json(loop.out / rundir.SUMMARY_FILE, {
+        "model": loop.model_name,
+        "iterations": loop.iteration,
+        "batch_size": loop.batch_size,
+        "dataset_size": loop.dataset_size,
+        "wall_time_s": round(loop.elapsed_s, 3),
+        "images_per_s": round(images / loop.elapsed_s, 2) if loop.elapsed_s > 0 else None,
+        "device": str(loop.device),
+        "precision": config["train"]["precision"],
+        "num_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "final_terms": {k: v for k, v in last.items() if k not in ("iter", "time_s", "images_per_s")},
+    })
