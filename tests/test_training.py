@@ -68,8 +68,9 @@ class TinyVAE(LatentModel):
 class TinyAdversarial(TinyVAE):
     """TinyVAE plus a linear discriminator trained by the loop's adversary hook.
 
-    The discriminator is reached with ``get_submodule``: ``LatentModel`` declares a class attribute
-    ``adversary = None``, which shadows a submodule registered under that name for plain attribute access.
+    The discriminator is reached through ``named_children``: ``LatentModel`` declares a class attribute
+    ``adversary = None``, which shadows a submodule registered under that name for plain attribute access
+    (``get_submodule`` too).
     """
 
     def __init__(self, channels: int = 3, latent_dim: int = 4) -> None:
@@ -78,14 +79,18 @@ class TinyAdversarial(TinyVAE):
 
     def compute_loss(self, x, *, dataset_size):
         out = super().compute_loss(x, dataset_size=dataset_size)
-        fool = nn.functional.softplus(-self.get_submodule("adversary")(out.x_hat)).mean()
+        fool = nn.functional.softplus(-discriminator_of(self)(out.x_hat)).mean()
         return StepOutput(out.loss + 0.1 * fool, {**out.terms, "fool": fool.detach()}, out.x_hat)
 
     def adversary_loss(self, x, x_hat):
-        discriminator = self.get_submodule("adversary")
+        discriminator = discriminator_of(self)
         real = nn.functional.softplus(-discriminator(x)).mean()
         fake = nn.functional.softplus(discriminator(x_hat)).mean()
         return StepOutput(real + fake, {"d_real": real.detach(), "d_fake": fake.detach()})
+
+
+def discriminator_of(model: nn.Module) -> nn.Module:
+    return dict(model.named_children())["adversary"]
 
 
 TINY_MODELS = {"tiny": TinyVAE, "tiny-adv": TinyAdversarial}
@@ -179,13 +184,13 @@ def test_adversary_hook_steps_only_the_adversary_with_its_own_optimizer(tmp_path
     assert record["adv_loss"] == pytest.approx(record["d_real"] + record["d_fake"], rel=1e-5)
     state = rundir.load_state(out / "checkpoints/iter-10")
     model, _ = tiny_instantiate({"name": "tiny-adv"}, channels=3)
-    n_adversary = len(list(model.get_submodule("adversary").parameters()))
+    n_adversary = len(list(discriminator_of(model).parameters()))
     assert len(state["adv_optimizer"]["param_groups"][0]["params"]) == n_adversary
     assert len(state["optimizer"]["param_groups"][0]["params"]) == len(list(model.parameters())) - n_adversary
     assert state["adv_optimizer"]["param_groups"][0]["betas"] == (0.5, 0.9)
     weights = load_file(str(out / "checkpoints/iter-10/model.safetensors"))
     assert "adversary.2.weight" in weights
-    assert not torch.equal(weights["adversary.2.weight"], model.get_submodule("adversary.2").weight.detach())
+    assert not torch.equal(weights["adversary.2.weight"], discriminator_of(model)[2].weight.detach())
 
 
 def test_non_finite_loss_names_iteration_and_term_and_keeps_last_good_checkpoint(tmp_path):
@@ -209,7 +214,7 @@ def test_malicious_pickle_in_state_is_refused_without_executing(tmp_path):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    (out / "checkpoints/iter-5/state.pt").write_bytes(pickle.dumps({"format_version": 1, "x": Exploit()}))
+    (out / "checkpoints/iter-5/state.pt").write_bytes(pickle.dumps({"format_version": 1, "x": Exploit()}, protocol=2))
     with pytest.raises(CheckpointError, match="state.pt refused") as info:
         train(tiny_config(iterations=10), out, resume=True)
     assert "\n" not in str(info.value)
@@ -300,3 +305,16 @@ def test_sigterm_in_a_subprocess_checkpoints_and_exits_130(tmp_path):
     assert 1 <= iteration < 1_000_000
     assert json.loads((out / latest / "meta.json").read_text())["iteration"] == iteration
     assert not (out / "summary.json").exists()
+
+
+def test_bf16_autocast_trains_and_differs_from_fp32(tmp_path):
+    fp32 = train(tiny_config(iterations=10), tmp_path / "fp32")
+    bf16 = train(tiny_config(iterations=10, precision="bf16"), tmp_path / "bf16")
+    log_32 = [json.loads(line) for line in (fp32 / "log.jsonl").read_text().splitlines()]
+    log_16 = [json.loads(line) for line in (bf16 / "log.jsonl").read_text().splitlines()]
+    assert log_16[-1]["loss"] < log_16[0]["loss"]
+    # same seed and batches: bf16 lands near fp32 but not on it
+    assert log_16[-1]["loss"] == pytest.approx(log_32[-1]["loss"], rel=0.05)
+    w32 = load_file(str(fp32 / "checkpoints/iter-10/model.safetensors"))["dec.weight"]
+    w16 = load_file(str(bf16 / "checkpoints/iter-10/model.safetensors"))["dec.weight"]
+    assert w16.dtype == torch.float32 and not torch.equal(w32, w16)

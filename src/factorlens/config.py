@@ -64,11 +64,13 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 # --- field checkers --------------------------------------------------------------------------------------
-# Each checker returns the normalised value or raises ConfigError naming ``where`` (``section.key`` + file).
+# Each checker takes (value, key, source), returns the normalised value or raises a ConfigError naming
+# ``section.key`` and the source file.
 
 
-def _int(minimum: int | None = None) -> Callable[[Any, str], int]:
-    def check(value: Any, where: str) -> int:
+def _int(minimum: int | None = None) -> Callable[[Any, str, str], int]:
+    def check(value: Any, key: str, source: str) -> int:
+        where = f"{key} in {source}"
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         if minimum is not None and value < minimum:
@@ -79,7 +81,8 @@ def _int(minimum: int | None = None) -> Callable[[Any, str], int]:
 
 
 def _float(*, positive: bool = False, lo: float | None = None, hi: float | None = None):
-    def check(value: Any, where: str) -> float:
+    def check(value: Any, key: str, source: str) -> float:
+        where = f"{key} in {source}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
@@ -96,38 +99,38 @@ def _float(*, positive: bool = False, lo: float | None = None, hi: float | None 
     return check
 
 
-def _betas(value: Any, where: str) -> list[float]:
+def _betas(value: Any, key: str, source: str) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{where} must be a list of two numbers in [0, 1), got {value!r}")
+        raise ConfigError(f"{key} in {source} must be a list of two numbers in [0, 1), got {value!r}")
     check = _float(lo=0.0, hi=1.0)
-    return [check(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return [check(v, f"{key}[{i}]", source) for i, v in enumerate(value)]
 
 
-def _choice(*choices: str) -> Callable[[Any, str], str]:
-    def check(value: Any, where: str) -> str:
+def _choice(*choices: str) -> Callable[[Any, str, str], str]:
+    def check(value: Any, key: str, source: str) -> str:
         if value not in choices:
-            raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{key} in {source} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
     return check
 
 
-def _bool(value: Any, where: str) -> bool:
+def _bool(value: Any, key: str, source: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} in {source} must be true or false, got {value!r}")
     return value
 
 
-def _nonempty_str(value: Any, where: str) -> str:
+def _nonempty_str(value: Any, key: str, source: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{key} in {source} must be a non-empty string, got {value!r}")
     return value
 
 
 @dataclass(frozen=True)
 class Option:
     default: Any
-    check: Callable[[Any, str], Any]
+    check: Callable[[Any, str, str], Any]
     help: str
 
 
@@ -194,7 +197,7 @@ def validate_config(raw: Any, source: str = "config") -> dict:
             raise ConfigError(f"model.{key!r} in {source}: keys must be strings")
     if "name" not in model:
         raise ConfigError(f"model.name missing in {source}")
-    _nonempty_str(model["name"], f"model.name in {source}")
+    _nonempty_str(model["name"], "model.name", source)
     for key, value in model.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"model.{key} in {source} must be finite, got {value}")
@@ -210,7 +213,7 @@ def validate_config(raw: Any, source: str = "config") -> dict:
             if key not in options:
                 allowed = ", ".join(options)
                 raise ConfigError(f"unknown key {section}.{key} in {source}; allowed: {allowed}")
-            config[section][key] = options[key].check(value, f"{section}.{key} in {source}")
+            config[section][key] = options[key].check(value, f"{section}.{key}", source)
     return config
 
 

@@ -8,12 +8,14 @@ reference size is 10 px (square half-side, ellipse semi-major axis; the ellipse 
 the scale; its centre is ``16 + 32 * pos`` px from the left / top edge; orientation turns it
 counter-clockwise on screen. A pixel is on when its centre lies inside the rotated shape.
 
-The full grid is rendered once (about a minute) into a bit-packed cache,
+The full grid is rendered once (about 2 minutes on one core) into a bit-packed cache,
 ``$FACTORLENS_CACHE/dsprites-<key>.npy`` (``uint8 [737280, 512]``, 377 MB), and unpacked on load into
 ``uint8 [737280, 1, 64, 64]`` -- **3.0 GB of RAM**. The real ``.npz`` also takes 3.0 GB once loaded.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from tqdm import tqdm
@@ -148,8 +150,9 @@ def _load_packed_grid(progress: bool) -> np.ndarray:
             packed = np.load(path, mmap_mode="r", allow_pickle=False)
             if packed.shape == expected and packed.dtype == np.uint8:
                 return packed
-        except (OSError, ValueError):
-            pass  # unreadable or truncated cache: rebuilt below, exactly as on a first run
+            warnings.warn(f"cache file {path} has shape {packed.shape}; rebuilding it", stacklevel=3)
+        except (OSError, ValueError) as error:
+            warnings.warn(f"cache file {path} is unreadable ({error}); rebuilding it", stacklevel=3)
     packed = render_packed_grid(progress=progress)
     with atomic_open(path, "wb") as handle:
         np.save(handle, packed)
