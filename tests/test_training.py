@@ -158,8 +158,11 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     assert all(last_a[k] == last_b[k] for k in ("loss", "rec", "kl"))
 
 
-def test_resume_refuses_a_changed_config(tmp_path):
+def test_resume_refuses_a_changed_config_and_reuses_a_complete_run(tmp_path):
     out = train(tiny_config(iterations=5), tmp_path / "run")
+    before = {name: (out / name).read_bytes() for name in ("log.jsonl", "summary.json", "checkpoint.json")}
+    assert train(tiny_config(iterations=5), out, resume=True) == out
+    assert before == {name: (out / name).read_bytes() for name in before}
     with pytest.raises(ConfigError, match=r"train\.lr differ"):
         train(tiny_config(iterations=10, lr=1e-2), out, resume=True)
 
@@ -204,9 +207,17 @@ def test_non_finite_loss_names_iteration_and_term_and_keeps_last_good_checkpoint
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["iter-10"]
     assert not (out / "summary.json").exists()
     assert max(json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()) == 10
+    # a run that failed before its first checkpoint may simply be started again
+    config["model"]["nan_at"] = 2
+    with pytest.raises(TrainingError, match="at iteration 2 .* no checkpoint was written"):
+        train(config, tmp_path / "early")
+    assert not (tmp_path / "early" / "checkpoint.json").exists()
+    config["model"]["nan_at"] = 0
+    assert json.loads((train(config, tmp_path / "early") / "summary.json").read_text())["iterations"] == 30
 
 
-def test_malicious_pickle_in_state_is_refused_without_executing(tmp_path):
+@pytest.mark.parametrize("container", ["raw-pickle", "torch-zip"])
+def test_malicious_pickle_in_state_is_refused_without_executing(tmp_path, container):
     out = train(tiny_config(iterations=5), tmp_path / "run")
     marker = tmp_path / "pwned"
 
@@ -214,7 +225,12 @@ def test_malicious_pickle_in_state_is_refused_without_executing(tmp_path):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    (out / "checkpoints/iter-5/state.pt").write_bytes(pickle.dumps({"format_version": 1, "x": Exploit()}, protocol=2))
+    state = {"format_version": 1, "x": Exploit()}
+    target = out / "checkpoints/iter-5/state.pt"
+    if container == "raw-pickle":
+        target.write_bytes(pickle.dumps(state, protocol=2))
+    else:
+        torch.save(state, target)
     with pytest.raises(CheckpointError, match="state.pt refused") as info:
         train(tiny_config(iterations=10), out, resume=True)
     assert "\n" not in str(info.value)

@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--models is empty")
     out = Path(args.out)
     started = time.perf_counter()
-    train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force)
+    run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force)
+
+    from factorlens.viz import write_report
+
+    report = write_report(run_dirs, out / "report.html")
+    print(f"report: {report}", flush=True)
     print(f"demo finished in {time.perf_counter() - started:.1f} s", flush=True)
     return 0

@@ -88,7 +88,9 @@ def _prepare_out_dir(out: Path, *, resume: bool, force: bool) -> dict | None:
     if not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     holds_run = (out / rundir.CONFIG_FILE).exists()
-    if force:
+    # A run that failed before its first checkpoint holds nothing worth keeping: start it over.
+    abandoned = holds_run and not (out / rundir.POINTER_FILE).exists() and not resume
+    if force or abandoned:
         # Remove only what a run writes: --out may be a folder that also holds the user's own files.
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -466,7 +468,8 @@ def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = 
             "spec": config["data"]["spec"],
             "channels": dataset.channels,
         })
-        (out / rundir.SUMMARY_FILE).unlink(missing_ok=True)
+    # summary.json marks a complete run: it goes while the run is being (re)trained.
+    (out / rundir.SUMMARY_FILE).unlink(missing_ok=True)
 
     loop.run()
     _write_summary(loop, config)

@@ -1,0 +1,309 @@
+"""Every figure of one run, written into a folder with a ``figures.json`` manifest of captions.
+
+The manifest has the same shape as the ``"figures"`` entry of ``directions.json``: file name -> caption
+saying how the figure was made (data, images, span, steps, ordering). The HTML report embeds the files in
+manifest order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from factorlens.data.base import ImageDataset
+from factorlens.errors import DataError, FactorlensError
+from factorlens.io import atomic_write_json
+from factorlens.viz import panels
+from factorlens.viz.stats import encode_posterior, latent_factor_mi, mean_kl_per_dim
+from factorlens.viz.traversal import save_traversal, save_traversal_comparison, traverse
+from factorlens.viz.walk import manifold_walk, save_walk
+
+MANIFEST_FILE = "figures.json"
+FIGURES_DIR = "figures"
+STATS_IMAGES = 1000  # images encoded for the KL ordering and the MI labels
+MI_BINS = 20
+
+
+@dataclass
+class FigureData:
+    """The images figures are drawn from: a dataset, a pool of candidate indices and a description."""
+
+    dataset: ImageDataset
+    pool: np.ndarray  # int64 indices into dataset (the run's test split, or all of --data)
+    description: str  # e.g. "synthetic-lesions:n=128, test split (26 images)"
+
+
+def figure_data(run, data_spec: str | None = None) -> FigureData:
+    """The run's test split, or every image of ``data_spec`` when given."""
+    if data_spec is not None:
+        from factorlens.data import load_dataset
+
+        dataset = load_dataset(data_spec, progress=False)
+        pool, where = np.arange(len(dataset)), f"{data_spec} ({len(dataset)} images)"
+    else:
+        dataset = run.load_dataset()
+        test = np.asarray(run.split.get("test") or [], dtype=np.int64)
+        pool = test if len(test) else np.arange(len(dataset))
+        part = "test split" if len(test) else "all images"
+        where = f"{run.config['data']['spec']}, {part} ({len(pool)} images)"
+    if dataset.channels != run.model.channels:
+        raise DataError(
+            f"{dataset.spec} has {dataset.channels} channels, the model of {run.path} expects "
+            f"{run.model.channels}"
+        )
+    return FigureData(dataset=dataset, pool=pool, description=where)
+
+
+def resolve_image(dataset: ImageDataset, token: str | int) -> int:
+    """An image given as its id in the dataset or, failing that, as an integer index."""
+    text = str(token)
+    try:
+        return dataset.ids.index(text)
+    except ValueError:
+        pass
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(dataset):
+        return int(text)
+    raise DataError(f"image {text!r} is neither an id of {dataset.spec} nor an index below {len(dataset)}")
+
+
+def choose_images(data: FigureData, *, n: int = 3, ids: Sequence[str] | None = None) -> np.ndarray:
+    """Indices of the images to draw: ``ids`` (ids or indices) when given, else the pool's first ``n``."""
+    if ids:
+        return np.array([resolve_image(data.dataset, token) for token in ids], dtype=np.int64)
+    if n < 1:
+        raise FactorlensError(f"--images must be at least 1, got {n}")
+    return data.pool[:n]
+
+
+@dataclass
+class LatentStats:
+    kl_per_dim: np.ndarray  # [d] nats
+    codes: np.ndarray  # [N, d] posterior means of the stats images
+    indices: np.ndarray  # [N] dataset indices of those images
+    factor_mi: np.ndarray | None  # [d, K] nats
+    factor_names: list[str]
+
+
+def latent_stats(model, data: FigureData, *, max_images: int = STATS_IMAGES) -> LatentStats:
+    """KL per dimension and (when the dataset has factors) MI per dimension and factor, over the first
+    ``max_images`` of the pool."""
+    indices = data.pool[:max_images]
+    codes, logvars = encode_posterior(model, data.dataset.images[indices])
+    factor_mi, names = None, []
+    if data.dataset.factors is not None and data.dataset.factor_names:
+        factor_mi = latent_factor_mi(codes, data.dataset.factors[indices], bins=MI_BINS)
+        names = list(data.dataset.factor_names)
+    return LatentStats(
+        kl_per_dim=mean_kl_per_dim(codes, logvars),
+        codes=codes,
+        indices=indices,
+        factor_mi=factor_mi,
+        factor_names=names,
+    )
+
+
+def read_manifest(folder: str | Path) -> dict[str, str]:
+    path = Path(folder) / MANIFEST_FILE
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("figures") or {})
+    except (json.JSONDecodeError, AttributeError):
+        raise FactorlensError(f'{path} is corrupted: expected {{"figures": {{file: caption}}}}') from None
+
+
+def update_manifest(folder: str | Path, figures: dict[str, str]) -> dict[str, str]:
+    """Merge ``figures`` into the folder's manifest (new captions replace old ones for the same file)."""
+    merged = {**read_manifest(folder), **figures}
+    atomic_write_json(Path(folder) / MANIFEST_FILE, {"figures": merged})
+    return merged
+
+
+def default_out(run) -> Path:
+    return Path(run.path) / FIGURES_DIR
+
+
+def traversal_figures(
+    run,
+    out: Path,
+    *,
+    data: FigureData,
+    stats: LatentStats,
+    n_images: int = 3,
+    ids: Sequence[str] | None = None,
+    steps: int = 10,
+    span: float = 3.0,
+    inactive: str = "grey",
+    active_threshold: float = 0.01,
+    compare=None,
+) -> dict[str, str]:
+    """Fig. 1a traversal PNG + GIF (and a side-by-side comparison with ``compare``, another Run)."""
+    chosen = choose_images(data, n=n_images, ids=ids)
+    image_ids = [data.dataset.ids[i] for i in chosen]
+    common = dict(
+        steps=steps, span=span, active_threshold=active_threshold, inactive=inactive, image_ids=image_ids
+    )
+    traversal = traverse(
+        run.model,
+        data.dataset.images[chosen],
+        kl_per_dim=stats.kl_per_dim,
+        factor_mi=stats.factor_mi,
+        factor_names=stats.factor_names,
+        **common,
+    )
+    n_active = int((stats.kl_per_dim >= active_threshold).sum())
+    how = (
+        f"{len(chosen)} images ({', '.join(image_ids)}) from {data.description}; each row decodes the "
+        f"image's posterior mean with one latent dimension set to {steps} values in "
+        f"[-{span:g}, {span:g}]; rows ordered by the dimension's mean KL to the prior over "
+        f"{len(stats.indices)} images; {n_active} of "
+        f"{len(stats.kl_per_dim)} dimensions have KL >= {active_threshold:g} nats"
+        + (" (the others greyed)" if inactive == "grey" else " (the others hidden)")
+    )
+    if stats.factor_mi is not None:
+        how += f"; labels name the factor sharing most mutual information ({MI_BINS} bins) with the dimension"
+    save_traversal(
+        traversal, out / "traversal.png", out / "traversal.gif", title=f"{run.model_name} traversals"
+    )
+    figures = {
+        "traversal.png": f"Latent traversals (Fig. 1a): {how}.",
+        "traversal.gif": f"Animated traversal, one frame per step (-{span:g} to {span:g} and back): {how}.",
+    }
+    if compare is not None:
+        other_data = FigureData(dataset=data.dataset, pool=data.pool, description=data.description)
+        other_stats = latent_stats(compare.model, other_data)
+        other = traverse(
+            compare.model,
+            data.dataset.images[chosen],
+            kl_per_dim=other_stats.kl_per_dim,
+            factor_mi=other_stats.factor_mi,
+            factor_names=other_stats.factor_names,
+            **common,
+        )
+        names = [
+            f"{run.model_name} ({Path(run.path).name})",
+            f"{compare.model_name} ({Path(compare.path).name})",
+        ]
+        save_traversal_comparison([traversal, other], names, out / "traversal_compare.png")
+        figures["traversal_compare.png"] = (
+            f"Traversals of {names[0]} (left) and {names[1]} (right) on the same "
+            f"images; each ordered by its own per-dimension KL. {how}."
+        )
+    return figures
+
+
+def walk_figures(
+    run,
+    out: Path,
+    *,
+    data: FigureData,
+    stats: LatentStats,
+    source: str | int | None = None,
+    target: str | int | None = None,
+    dims: Sequence[int] | None = None,
+    frames: int = 5,
+    max_dims: int = 8,
+) -> dict[str, str]:
+    """Fig. 1b manifold walk PNG + GIF. Default pair: the first pool image and the stats image whose
+    code is farthest from it (Euclidean distance of posterior means)."""
+    source_index = int(data.pool[0]) if source is None else resolve_image(data.dataset, source)
+    if target is None:
+        source_code, _ = encode_posterior(run.model, data.dataset.images[[source_index]])
+        target_index = int(stats.indices[np.argmax(np.linalg.norm(stats.codes - source_code, axis=1))])
+    else:
+        target_index = resolve_image(data.dataset, target)
+    images = data.dataset.images
+    walk = manifold_walk(
+        run.model, images[source_index], images[target_index], dims=dims, frames=frames, max_dims=max_dims
+    )
+    source_id, target_id = data.dataset.ids[source_index], data.dataset.ids[target_index]
+    save_walk(walk, out / "walk.png", out / "walk.gif", source_name=source_id, target_name=target_id)
+    ordering = (
+        "as given" if dims is not None else f"the {len(walk.dims)} largest |mu_target - mu_source| first"
+    )
+    how = (
+        f"from image {source_id} to image {target_id} ({data.description}), moving one latent dimension per "
+        f"column ({ordering}: {', '.join(f'z{d}' for d in walk.dims)}) in {frames} frames from where the "
+        f"previous column ended; coloured squares mark the image each column starts from"
+    )
+    return {"walk.png": f"Manifold walk (Fig. 1b) {how}.", "walk.gif": f"Animated manifold walk {how}."}
+
+
+def make_run_figures(
+    run,
+    out: str | Path | None = None,
+    *,
+    data_spec: str | None = None,
+    n_images: int = 3,
+    ids: Sequence[str] | None = None,
+    steps: int = 10,
+    span: float = 3.0,
+    inactive: str = "grey",
+    n_reconstructions: int = 8,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Write every figure of ``run`` (a :class:`~factorlens.training.Run`) into ``out`` (default
+    ``RUN/figures``) and return the merged manifest (file -> caption)."""
+    out = Path(out) if out is not None else default_out(run)
+    out.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, str] = {}
+    records = run.log()
+    if panels.loss_terms(records):
+        panels.save_training_curves(
+            records, out / "training_curves.png", title=f"{run.model_name}: log.jsonl"
+        )
+        figures["training_curves.png"] = (
+            f"Training curves: every loss term logged in log.jsonl against the "
+            f"iteration ({len(records)} records)."
+        )
+    model = run.model
+    panels.save_prior_samples(model, out / "prior_samples.png", seed=seed)
+    figures["prior_samples.png"] = f"32 images decoded from codes drawn from the prior N(0, I) (seed {seed})."
+    if getattr(model, "has_encoder", True):
+        data = figure_data(run, data_spec)
+        stats = latent_stats(model, data)
+        recon_idx = data.pool[:n_reconstructions]
+        panels.save_reconstructions(
+            model,
+            data.dataset.images[recon_idx],
+            out / "reconstructions.png",
+            image_ids=[data.dataset.ids[i] for i in recon_idx],
+        )
+        figures["reconstructions.png"] = (
+            f"Inputs (top) and reconstructions decode(mu(x)) (bottom) of the first "
+            f"{len(recon_idx)} images of {data.description}."
+        )
+        panels.save_kl_bars(stats.kl_per_dim, out / "kl_per_dim.png")
+        figures["kl_per_dim.png"] = (
+            f"Mean KL of each latent dimension to the prior over {len(stats.indices)} "
+            f"images of {data.description}, largest first."
+        )
+        if stats.factor_mi is not None:
+            order = np.argsort(-stats.kl_per_dim, kind="stable")
+            panels.save_mi_heatmap(
+                stats.factor_mi, stats.factor_names, out / "mi_heatmap.png", dim_order=order
+            )
+            figures["mi_heatmap.png"] = (
+                f"Mutual information (nats, posterior means in {MI_BINS} bins) between "
+                f"each latent dimension (rows, by decreasing KL) and each known factor, "
+                f"over {len(stats.indices)} images of {data.description}."
+            )
+        figures.update(
+            traversal_figures(
+                run,
+                out,
+                data=data,
+                stats=stats,
+                n_images=n_images,
+                ids=ids,
+                steps=steps,
+                span=span,
+                inactive=inactive,
+            )
+        )
+        figures.update(walk_figures(run, out, data=data, stats=stats))
+    return update_manifest(out, figures)

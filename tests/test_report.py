@@ -1,0 +1,144 @@
+"""The HTML report: self-contained (only data: URIs and in-page anchors), every image decodes, Table 1 and
+direction sets included. Runs are faked around the spy model of test_viz (no training needed)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_viz import SpyLinearModel, graded_images
+
+import factorlens.training
+from factorlens.data.base import ImageDataset
+from factorlens.errors import FactorlensError
+from factorlens.io import atomic_write_json, atomic_write_text
+from factorlens.training import Run
+from factorlens.viz.grid import save_grid
+from factorlens.viz.report import write_report
+
+
+class LinkCollector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href"):
+                self.links.append((tag, name, value or ""))
+            if name == "id":
+                self.ids.add(value)
+
+
+def fake_run(path, n_images: int = 12) -> Run:
+    path.mkdir(parents=True, exist_ok=True)
+    records = [
+        {"iter": i, "time_s": i * 0.5, "images_per_s": 200.0, "loss": 100.0 / i, "kl": 2.0 + i}
+        for i in range(10, 60, 10)
+    ]
+    atomic_write_text(path / "log.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    dataset = ImageDataset(
+        name="graded",
+        spec="graded:n=12",
+        images=graded_images(n_images),
+        ids=[f"img{i}" for i in range(n_images)],
+        # brightness tercile: the spy encoder's codes are monotone in brightness, so MI is high
+        factors=(np.arange(n_images) * 3 // n_images)[:, None],
+        factor_names=["brightness"],
+        factor_sizes=[3],
+    )
+    config = {
+        "model": {"name": "spy", "latent_dim": 4},
+        "train": {"iterations": 50},
+        "data": {"spec": "graded:n=12", "test_fraction": 0.5, "split_seed": 0},
+    }
+    split = {"train": list(range(0, n_images, 2)), "test": list(range(1, n_images, 2)), "n": n_images}
+    return Run(
+        path=path,
+        config=config,
+        model=SpyLinearModel(),
+        split=split,
+        model_name="spy",
+        iteration=50,
+        _dataset=dataset,
+    )
+
+
+@pytest.fixture()
+def two_runs(tmp_path, monkeypatch):
+    runs = {str(tmp_path / name): fake_run(tmp_path / name) for name in ("run-a", "run-b")}
+    monkeypatch.setattr(factorlens.training, "load_run", lambda p: runs[str(p)])
+    # a direction set in run-a, as the directions pipeline writes it
+    folder = tmp_path / "run-a" / "directions" / "sefa"
+    save_grid(np.full((1, 2, 1, 64, 64), 0.25), folder / "traversal.png")
+    atomic_write_json(
+        folder / "directions.json",
+        {
+            "method": "sefa",
+            "figures": {
+                "traversal.png": "sefa directions: traversals of one base code",
+                "missing.png": "never drawn",
+            },
+        },
+    )
+    atomic_write_json(folder / "scores.json", {"method": "sefa", "mig": 0.4321, "rca": {"ours": 0.9}})
+    return [tmp_path / "run-a", tmp_path / "run-b"]
+
+
+def test_report_is_self_contained_and_every_image_decodes(tmp_path, two_runs):
+    results = tmp_path / "results"
+    results.mkdir()
+    atomic_write_text(results / "table1.csv", "model,MIG,SAP\nbtcvae-adv,0.3141,0.0271\nvae,0.0912,0.0055\n")
+    out = write_report(two_runs, tmp_path / "report.html", results_dir=results, n_images=2, steps=4)
+    text = out.read_text(encoding="utf-8")
+    parser = LinkCollector()
+    parser.feed(text)
+    images = [value for tag, name, value in parser.links if tag == "img"]
+    for tag, name, value in parser.links:
+        assert value.startswith("data:image/") or value.startswith("#"), (tag, name, value[:40])
+        if value.startswith("#"):
+            assert value[1:] in parser.ids  # every table-of-contents entry lands somewhere
+    # per run: curves, prior samples, reconstructions, KL bars, MI heat map, traversal png+gif,
+    # walk png+gif = 9;
+    # plus the one drawn direction figure of run-a
+    assert len(images) == 2 * 9 + 1
+    formats = []
+    for uri in images:
+        header, payload = uri.split(",", 1)
+        image = Image.open(io.BytesIO(base64.b64decode(payload)))
+        image.load()
+        formats.append(image.format)
+        assert header == f"data:image/{image.format.lower()};base64"
+    assert formats.count("GIF") == 4
+    assert "<script" not in text and "<link" not in text
+    # Table 1 values, direction scores and captions are in the page
+    for value in ("0.3141", "0.0271", "btcvae-adv", "0.0055"):
+        assert f"<td>{value}</td>" in text
+    assert "<td>mig</td><td>0.4321</td>" in text and "<td>rca.ours</td><td>0.9</td>" in text
+    assert "sefa directions: traversals of one base code" in text and "never drawn" not in text
+    assert "4 values in [-3, 3]" in text  # the traversal caption says how it was made
+    assert "labels name the factor sharing most mutual information (20 bins)" in text
+    assert out.stat().st_size < 3_000_000
+    # figures and their manifest were written into each run
+    manifest = json.loads((two_runs[1] / "figures" / "figures.json").read_text())["figures"]
+    assert list(manifest)[:2] == ["training_curves.png", "prior_samples.png"]
+    assert all((two_runs[1] / "figures" / name).is_file() for name in manifest)
+
+
+def test_report_falls_back_to_table1_md_and_rejects_empty_results(tmp_path, two_runs):
+    results = tmp_path / "results"
+    results.mkdir()
+    atomic_write_text(results / "table1.md", "| model | MIG |\n|---|---|\n| vae | 0.0777 |\n")
+    text = write_report(
+        two_runs[1:], tmp_path / "r.html", results_dir=results, n_images=1, steps=3
+    ).read_text()
+    assert "| vae | 0.0777 |" in text
+    with pytest.raises(FactorlensError, match="neither table1.csv nor table1.md"):
+        write_report(two_runs[1:], tmp_path / "r2.html", results_dir=tmp_path / "run-b", n_images=1, steps=3)
+    assert not (tmp_path / "r2.html").exists()
