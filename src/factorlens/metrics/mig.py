@@ -80,8 +80,9 @@ def gap_from_mi(mi: np.ndarray, factor_entropy: np.ndarray) -> tuple[float, np.n
     return score, gap, np.argmax(mi, axis=0)
 
 
-def mig(codes: np.ndarray, factors: np.ndarray, *, bins: int = 20,
-        factor_names: list[str] | None = None) -> MIGResult:
+def mig(
+    codes: np.ndarray, factors: np.ndarray, *, bins: int = 20, factor_names: list[str] | None = None
+) -> MIGResult:
     """Binned MIG (disentanglement_lib's estimator, on whatever rows are given).
 
     Args:
@@ -100,12 +101,22 @@ def mig(codes: np.ndarray, factors: np.ndarray, *, bins: int = 20,
     entropy = discrete_entropy(factors)
     score, gap, top = gap_from_mi(mi, entropy)
     n_known = (factors >= 0).sum(axis=0)
-    names = list(factor_names) if factor_names is not None else [f"factor_{k}" for k in range(factors.shape[1])]
+    names = (
+        list(factor_names) if factor_names is not None else [f"factor_{k}" for k in range(factors.shape[1])]
+    )
     if len(names) != factors.shape[1]:
         raise DataError(f"{len(names)} factor names given for {factors.shape[1]} factors")
-    return MIGResult(score=score, per_factor_gap=gap, mi=mi, factor_entropy=entropy,
-                     estimator=f"binned-{bins}", factor_names=names, n_known=n_known,
-                     n_excluded=factors.shape[0] - n_known, top_latent=top)
+    return MIGResult(
+        score=score,
+        per_factor_gap=gap,
+        mi=mi,
+        factor_entropy=entropy,
+        estimator=f"binned-{bins}",
+        factor_names=names,
+        n_known=n_known,
+        n_excluded=factors.shape[0] - n_known,
+        top_latent=top,
+    )
 
 
 def one_vs_all_factors(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -120,8 +131,14 @@ def one_vs_all_factors(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return factors
 
 
-def mig_pathology(codes: np.ndarray, labels: np.ndarray, n_classes: int, *, bins: int = 20,
-                  class_names: list[str] | None = None) -> MIGResult:
+def mig_pathology(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    bins: int = 20,
+    class_names: list[str] | None = None,
+) -> MIGResult:
     """MIG_p: each class is a binary factor "is this class" (one-vs-all), so K = ``n_classes``.
 
     A class absent from ``labels`` has zero entropy and is left out of the mean (its gap is NaN).
@@ -149,8 +166,9 @@ def median_split_factors(handcrafted: np.ndarray) -> np.ndarray:
     return factors
 
 
-def mig_handcrafted(codes: np.ndarray, handcrafted: np.ndarray, *, bins: int = 20,
-                    factor_names: list[str] | None = None) -> MIGResult:
+def mig_handcrafted(
+    codes: np.ndarray, handcrafted: np.ndarray, *, bins: int = 20, factor_names: list[str] | None = None
+) -> MIGResult:
     """MIG_hf: eccentricity, orientation and size, each binarised at its median (K = 3).
 
     Rows with NaN (empty or missing mask) are left out of that factor; ``n_excluded`` counts them.
@@ -160,8 +178,11 @@ def mig_handcrafted(codes: np.ndarray, handcrafted: np.ndarray, *, bins: int = 2
     if handcrafted.ndim != 2 or handcrafted.shape[0] != codes.shape[0]:
         raise DataError(f"handcrafted must be [N={codes.shape[0]}, F], got shape {handcrafted.shape}")
     if factor_names is None:
-        factor_names = (list(HANDCRAFTED_FACTOR_NAMES) if handcrafted.shape[1] == len(HANDCRAFTED_FACTOR_NAMES)
-                        else [f"handcrafted_{k}" for k in range(handcrafted.shape[1])])
+        factor_names = (
+            list(HANDCRAFTED_FACTOR_NAMES)
+            if handcrafted.shape[1] == len(HANDCRAFTED_FACTOR_NAMES)
+            else [f"handcrafted_{k}" for k in range(handcrafted.shape[1])]
+        )
     result = mig(codes, median_split_factors(handcrafted), bins=bins, factor_names=factor_names)
     result.estimator = f"binned-{bins}, median split"
     return result

@@ -106,9 +106,17 @@ def mixture_entropy(samples, means, logvars, *, n_samples: int, generator=None):
     return total / chosen.shape[0]
 
 
-def mig_exact(means: np.ndarray, logvars: np.ndarray, factor_sizes: Sequence[int], *,
-              factor_names: Sequence[str] | None = None, factors_scored: Sequence[int | str] | None = None,
-              n_samples: int = 10_000, seed: int = 0, dtype: str = "float32") -> MIGExactResult:
+def mig_exact(
+    means: np.ndarray,
+    logvars: np.ndarray,
+    factor_sizes: Sequence[int],
+    *,
+    factor_names: Sequence[str] | None = None,
+    factors_scored: Sequence[int | str] | None = None,
+    n_samples: int = 10_000,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> MIGExactResult:
     """Chen et al.'s MIG for a dataset laid out as the full factor grid in C order.
 
     Args:
@@ -132,8 +140,10 @@ def mig_exact(means: np.ndarray, logvars: np.ndarray, factor_sizes: Sequence[int
         raise DataError(f"means and logvars must both be [N, D], got {means.shape} and {logvars.shape}")
     sizes = [int(s) for s in factor_sizes]
     if any(s < 1 for s in sizes) or math.prod(sizes) != means.shape[0]:
-        raise DataError(f"mig_exact needs the full factor grid: prod(factor_sizes={sizes}) = "
-                        f"{math.prod(sizes)} but there are {means.shape[0]} codes")
+        raise DataError(
+            f"mig_exact needs the full factor grid: prod(factor_sizes={sizes}) = "
+            f"{math.prod(sizes)} but there are {means.shape[0]} codes"
+        )
     if not (np.isfinite(means).all() and np.isfinite(logvars).all()):
         raise DataError("means/logvars contain non-finite entries")
     if n_samples < 1:
@@ -160,16 +170,27 @@ def mig_exact(means: np.ndarray, logvars: np.ndarray, factor_sizes: Sequence[int
     for column, k in enumerate(scored):
         for value in range(sizes[k]):
             rows = torch.as_tensor(np.take(grid_index, value, axis=k).ravel())
-            conditional[:, column] += mixture_entropy(
-                samples[rows], mu[rows], logvar[rows], n_samples=n_samples, generator=generator
-            ).numpy() / sizes[k]
+            conditional[:, column] += (
+                mixture_entropy(
+                    samples[rows], mu[rows], logvar[rows], n_samples=n_samples, generator=generator
+                ).numpy()
+                / sizes[k]
+            )
     mi = np.maximum(marginal[:, None] - conditional, 0.0)
     factor_entropy = np.log(np.array([sizes[k] for k in scored], dtype=np.float64))
     score, gap, _ = gap_from_mi(mi, factor_entropy)
-    return MIGExactResult(score=score, per_factor_gap=gap, mi=mi, marginal_entropy=marginal,
-                          conditional_entropy=conditional, factor_entropy=factor_entropy,
-                          factors_scored=[names[k] for k in scored], n_samples=n_samples, seed=seed,
-                          estimator=f"chen-exact-S{n_samples}")
+    return MIGExactResult(
+        score=score,
+        per_factor_gap=gap,
+        mi=mi,
+        marginal_entropy=marginal,
+        conditional_entropy=conditional,
+        factor_entropy=factor_entropy,
+        factors_scored=[names[k] for k in scored],
+        n_samples=n_samples,
+        seed=seed,
+        estimator=f"chen-exact-S{n_samples}",
+    )
 
 
 def _resolve_scored(factors_scored: Sequence[int | str] | None, names: list[str]) -> list[int]:

@@ -31,8 +31,13 @@ class LatentModel(nn.Module):
 
     latent_dim: int
     channels: int
-    adversary: nn.Module | None = None
     has_encoder: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        # An instance attribute, not a class attribute: nn.Module resolves submodules through
+        # __getattr__, which a class-level ``adversary = None`` would shadow.
+        self.adversary: nn.Module | None = None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

@@ -1,0 +1,168 @@
+"""Network bodies for 64x64 images: Chen et al.'s conv net, its bottleneck-residual version, the
+discriminator with the encoder's architecture, and a DCGAN.
+
+Shapes: images ``[B, C, 64, 64]``; encoders return ``[B, out]`` (``out = 2d`` for a VAE encoder, 1 for a
+discriminator); decoders take ``[B, d]`` and return logits ``[B, C, 64, 64]`` (the model applies the
+sigmoid).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def _act(leaky: bool, *, inplace: bool = True) -> nn.Module:
+    return nn.LeakyReLU(0.2, inplace=inplace) if leaky else nn.ReLU(inplace=inplace)
+
+
+def _norm(channels: int, use_bn: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels) if use_bn else nn.Identity()
+
+
+class ConvEncoder(nn.Module):
+    """Chen et al. (2018) CelebA encoder: 4x4 stride-2 convs 32, 32, 64, 64 (64 -> 4), a 4x4 conv to 512
+    (4 -> 1), then a 1x1 conv to ``out``. With ``leaky=True, use_bn=False`` it is the discriminator body."""
+
+    def __init__(self, channels: int, out: int, *, leaky: bool = False, use_bn: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = [channels, 32, 32, 64, 64]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), _norm(c_out, use_bn), _act(leaky)]
+        layers += [nn.Conv2d(64, 512, 4, 1, 0), _norm(512, use_bn), _act(leaky), nn.Conv2d(512, out, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).flatten(1)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: 1x1 transposed conv d -> 512, 4x4 to 64 channels at 4x4, then
+    4x4 stride-2 transposed convs 64, 32, 32, C (4 -> 64)."""
+
+    def __init__(self, latent_dim: int, channels: int) -> None:
+        super().__init__()
+        self.first = nn.ConvTranspose2d(latent_dim, 512, 1)
+        self.net = nn.Sequential(
+            nn.BatchNorm2d(512), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(512, 64, 4, 1, 0), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(32, channels, 4, 2, 1),
+        )  # fmt: skip
+
+    def forward(self, z):
+        return self.net(self.first(z[:, :, None, None]))
+
+
+class Bottleneck(nn.Module):
+    """Pre-activation bottleneck block (He et al. 2016, "Identity mappings"): BN-act-1x1 (reduce),
+    BN-act-3x3 (stride 2 to downsample, or after a nearest x2 upsample), BN-act-1x1 (expand), with a
+    1x1 projection shortcut when the shape changes."""
+
+    def __init__(
+        self, c_in: int, c_out: int, *, resample: str = "none", leaky: bool = False, use_bn: bool = True
+    ) -> None:
+        super().__init__()
+        mid = max(c_out // 4, 8)
+        stride = 2 if resample == "down" else 1
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest") if resample == "up" else nn.Identity()
+        self.body = nn.Sequential(
+            # not in place: without BN the activation would overwrite the block input the shortcut reads
+            _norm(c_in, use_bn), _act(leaky, inplace=use_bn), nn.Conv2d(c_in, mid, 1),
+            _norm(mid, use_bn), _act(leaky), nn.Conv2d(mid, mid, 3, stride, 1),
+            _norm(mid, use_bn), _act(leaky), nn.Conv2d(mid, c_out, 1),
+        )  # fmt: skip
+        needs_projection = c_in != c_out or resample != "none"
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride) if needs_projection else nn.Identity()
+
+    def forward(self, x):
+        x = self.upsample(x)
+        return self.shortcut(x) + self.body(x)
+
+
+class ResNetEncoder(nn.Module):
+    """Ours-resnet encoder: the conv encoder's resolutions (64 -> 32 -> 16 -> 8 -> 4 -> 1) with the
+    stride-2 convs from 32x32 on replaced by bottleneck blocks. The first 64 -> 32 layer stays a plain
+    strided conv: a bottleneck at full resolution tripled the step cost on CPU for no visible gain."""
+
+    def __init__(self, channels: int, out: int, *, leaky: bool = False, use_bn: bool = True) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 32, 4, 2, 1),  # 64 -> 32
+            Bottleneck(32, 32, resample="down", leaky=leaky, use_bn=use_bn),  # 32 -> 16
+            Bottleneck(32, 64, resample="down", leaky=leaky, use_bn=use_bn),  # 16 -> 8
+            Bottleneck(64, 64, resample="down", leaky=leaky, use_bn=use_bn),  # 8 -> 4
+            _norm(64, use_bn), _act(leaky),
+            nn.Conv2d(64, 512, 4, 1, 0), _norm(512, use_bn), _act(leaky),  # 4 -> 1
+            nn.Conv2d(512, out, 1),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x).flatten(1)
+
+
+class ResNetDecoder(nn.Module):
+    """Mirror of :class:`ResNetEncoder`: 1x1 -> 4x4, three upsampling bottleneck blocks (4 -> 32), and a
+    plain 4x4 stride-2 transposed conv for 32 -> 64."""
+
+    def __init__(self, latent_dim: int, channels: int) -> None:
+        super().__init__()
+        self.first = nn.ConvTranspose2d(latent_dim, 512, 1)
+        self.net = nn.Sequential(
+            nn.BatchNorm2d(512), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(512, 64, 4, 1, 0),  # 1 -> 4
+            Bottleneck(64, 64, resample="up"),  # 4 -> 8
+            Bottleneck(64, 32, resample="up"),  # 8 -> 16
+            Bottleneck(32, 32, resample="up"),  # 16 -> 32
+            nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(32, channels, 4, 2, 1),  # 32 -> 64
+        )  # fmt: skip
+
+    def forward(self, z):
+        return self.net(self.first(z[:, :, None, None]))
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator (Radford et al. 2016) for 64x64: z -> 4x4x256 -> 128 -> 64 -> 32 -> C."""
+
+    def __init__(self, latent_dim: int, channels: int, width: int = 32) -> None:
+        super().__init__()
+        self.first = nn.ConvTranspose2d(latent_dim, width * 8, 4, 1, 0)
+        self.net = nn.Sequential(
+            nn.BatchNorm2d(width * 8), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width * 8, width * 4, 4, 2, 1), nn.BatchNorm2d(width * 4), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1), nn.BatchNorm2d(width * 2), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width * 2, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, channels, 4, 2, 1),
+        )  # fmt: skip
+
+    def forward(self, z):
+        return self.net(self.first(z[:, :, None, None]))
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN discriminator for 64x64: C -> 32 -> 64 -> 128 -> 256 -> one logit, LeakyReLU(0.2)."""
+
+    def __init__(self, channels: int, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, width * 2, 4, 2, 1), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width * 2, width * 4, 4, 2, 1), nn.BatchNorm2d(width * 4), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width * 4, width * 8, 4, 2, 1), nn.BatchNorm2d(width * 8), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width * 8, 1, 4, 1, 0),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x).flatten(1)
+
+
+def transposed_1x1_weight(layer: nn.ConvTranspose2d) -> "torch.Tensor":  # noqa: F821
+    """``[out_features, d]`` view of a latent -> feature transposed conv's weight ``[d, C_out, k, k]``.
+
+    Output feature ``(c, u, v)`` of ``layer(z[:, :, None, None])`` (bias excluded) is
+    ``sum_k z_k W[k, c, u, v]``, so the flattened ``W`` transposed maps z to the features.
+    """
+    return layer.weight.flatten(1).t()
