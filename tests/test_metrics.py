@@ -34,7 +34,9 @@ GRID_SIZES = [3, 6, 8, 5]
 
 def factor_grid(sizes=GRID_SIZES) -> np.ndarray:
     """``int64 [prod(sizes), K]`` every combination of factor values, last factor fastest."""
-    return np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), axis=-1).reshape(-1, len(sizes))
+    return np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), axis=-1).reshape(
+        -1, len(sizes)
+    )
 
 
 # --- discrete MI --------------------------------------------------------------------------------------
@@ -49,7 +51,9 @@ def test_mutual_info_matrix_equals_sklearn_on_the_same_bins():
     for j in range(codes.shape[1]):  # dlib's binning, column by column
         edges = np.histogram(codes[:, j], 20)[1][:-1]
         np.testing.assert_array_equal(binned[:, j], np.digitize(codes[:, j], edges) - 1)
-    expected = np.array([[mutual_info_score(factors[:, k], binned[:, j]) for k in range(3)] for j in range(5)])
+    expected = np.array(
+        [[mutual_info_score(factors[:, k], binned[:, j]) for k in range(3)] for j in range(5)]
+    )
     np.testing.assert_allclose(discrete_mutual_info(codes, factors), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -102,7 +106,9 @@ def test_mig_is_invariant_to_latent_permutation_and_positive_affine_rescaling():
 
 def test_monotone_rescaled_and_permuted_true_factors_score_high():
     factors = factor_grid()
-    codes = np.c_[np.tanh(factors[:, 0] / 3.0), factors[:, 3] ** 1.5, np.log1p(factors[:, 1]), factors[:, 2] ** 2]
+    codes = np.c_[
+        np.tanh(factors[:, 0] / 3.0), factors[:, 3] ** 1.5, np.log1p(factors[:, 1]), factors[:, 2] ** 2
+    ]
     assert mig(codes, factors).score >= 0.9
 
 
@@ -158,7 +164,9 @@ def test_mig_handcrafted_median_split_excludes_nan_rows_and_counts_them():
 def brute_force_mixture_entropy(samples, means, logvars):
     """-(1/N) sum_s log (1/N) sum_n N(z_s; mu_n, var_n), per latent, with scipy."""
     var = np.exp(logvars)
-    log_density = -0.5 * (np.log(2 * np.pi) + logvars[None] + (samples[:, None] - means[None]) ** 2 / var[None])
+    log_density = -0.5 * (
+        np.log(2 * np.pi) + logvars[None] + (samples[:, None] - means[None]) ** 2 / var[None]
+    )
     return -(logsumexp(log_density, axis=1) - np.log(len(means))).mean(axis=0)
 
 
@@ -190,7 +198,9 @@ def test_exact_mig_high_for_factor_codes_and_zero_for_prior_like_noise():
     # z_k = factor value (posterior std 0.05); two collapsed latents equal to the prior N(0, 1).
     means = np.c_[grid.astype(float), np.zeros((len(grid), 2))]
     logvars = np.c_[np.full(grid.shape, 2 * np.log(0.05)), np.zeros((len(grid), 2))]
-    good = mig_exact(means, logvars, sizes, n_samples=500, factor_names=["a", "b", "c"], factors_scored=["b", "c"])
+    good = mig_exact(
+        means, logvars, sizes, n_samples=500, factor_names=["a", "b", "c"], factors_scored=["b", "c"]
+    )
     assert good.factors_scored == ["b", "c"] and good.mi.shape == (5, 2)
     assert good.score > 0.95
     noise = mig_exact(rng.normal(0, 0.2, means.shape), np.zeros(means.shape), sizes, n_samples=500)
@@ -311,12 +321,15 @@ def test_dci_sap_modularity_pinned_on_a_seeded_example():
     factors = rng.integers(0, 3, size=(300, 2))
     codes = np.c_[factors + rng.normal(0, 0.7, factors.shape), rng.normal(size=300)]
     result = dci(codes, factors, num_train=200, num_test=100, model="random-forest")
-    assert (result.disentanglement, result.completeness) == pytest.approx((0.198449407, 0.152735416), abs=1e-6)
+    assert (result.disentanglement, result.completeness) == pytest.approx(
+        (0.198449407, 0.152735416), abs=1e-6
+    )
     assert result.informativeness_test == pytest.approx(0.595)
     assert sap(codes, factors, num_train=200, num_test=100).score == pytest.approx(0.185)
     modularity = modularity_explicitness(codes, factors, num_train=200, num_test=100)
-    assert (modularity.modularity, modularity.explicitness_test) == pytest.approx((0.665601346, 0.826425927),
-                                                                                  abs=1e-6)
+    assert (modularity.modularity, modularity.explicitness_test) == pytest.approx(
+        (0.665601346, 0.826425927), abs=1e-6
+    )
 
 
 class GridSampler:

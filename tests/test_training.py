@@ -66,12 +66,7 @@ class TinyVAE(LatentModel):
 
 
 class TinyAdversarial(TinyVAE):
-    """TinyVAE plus a linear discriminator trained by the loop's adversary hook.
-
-    The discriminator is reached through ``named_children``: ``LatentModel`` declares a class attribute
-    ``adversary = None``, which shadows a submodule registered under that name for plain attribute access
-    (``get_submodule`` too).
-    """
+    """TinyVAE plus a linear discriminator trained by the loop's adversary hook."""
 
     def __init__(self, channels: int = 3, latent_dim: int = 4) -> None:
         super().__init__(channels, latent_dim)
@@ -79,18 +74,14 @@ class TinyAdversarial(TinyVAE):
 
     def compute_loss(self, x, *, dataset_size):
         out = super().compute_loss(x, dataset_size=dataset_size)
-        fool = nn.functional.softplus(-discriminator_of(self)(out.x_hat)).mean()
+        fool = nn.functional.softplus(-self.adversary(out.x_hat)).mean()
         return StepOutput(out.loss + 0.1 * fool, {**out.terms, "fool": fool.detach()}, out.x_hat)
 
     def adversary_loss(self, x, x_hat):
-        discriminator = discriminator_of(self)
+        discriminator = self.adversary
         real = nn.functional.softplus(-discriminator(x)).mean()
         fake = nn.functional.softplus(discriminator(x_hat)).mean()
         return StepOutput(real + fake, {"d_real": real.detach(), "d_fake": fake.detach()})
-
-
-def discriminator_of(model: nn.Module) -> nn.Module:
-    return dict(model.named_children())["adversary"]
 
 
 TINY_MODELS = {"tiny": TinyVAE, "tiny-adv": TinyAdversarial}
@@ -187,13 +178,13 @@ def test_adversary_hook_steps_only_the_adversary_with_its_own_optimizer(tmp_path
     assert record["adv_loss"] == pytest.approx(record["d_real"] + record["d_fake"], rel=1e-5)
     state = rundir.load_state(out / "checkpoints/iter-10")
     model, _ = tiny_instantiate({"name": "tiny-adv"}, channels=3)
-    n_adversary = len(list(discriminator_of(model).parameters()))
+    n_adversary = len(list(model.adversary.parameters()))
     assert len(state["adv_optimizer"]["param_groups"][0]["params"]) == n_adversary
     assert len(state["optimizer"]["param_groups"][0]["params"]) == len(list(model.parameters())) - n_adversary
     assert state["adv_optimizer"]["param_groups"][0]["betas"] == (0.5, 0.9)
     weights = load_file(str(out / "checkpoints/iter-10/model.safetensors"))
     assert "adversary.2.weight" in weights
-    assert not torch.equal(weights["adversary.2.weight"], discriminator_of(model)[2].weight.detach())
+    assert not torch.equal(weights["adversary.2.weight"], model.adversary[2].weight.detach())
 
 
 def test_non_finite_loss_names_iteration_and_term_and_keeps_last_good_checkpoint(tmp_path):

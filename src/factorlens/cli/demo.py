@@ -62,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force)
 
+    from factorlens.metrics import evaluate_runs
     from factorlens.viz import write_report
 
-    report = write_report(run_dirs, out / "report.html")
+    results = out / "results"
+    print(evaluate_runs(run_dirs, None, results), flush=True)
+    report = write_report(run_dirs, out / "report.html", results_dir=results)
     print(f"report: {report}", flush=True)
     print(f"demo finished in {time.perf_counter() - started:.1f} s", flush=True)
     return 0

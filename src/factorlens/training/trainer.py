@@ -62,14 +62,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def adversary_of(model: nn.Module) -> nn.Module | None:
-    """The model's ``adversary`` submodule, or None.
-
-    Looked up among the registered children first: ``LatentModel`` declares a class attribute
-    ``adversary = None``, which plain attribute access returns even after a submodule of that name has
-    been registered (nn.Module keeps submodules in ``_modules``, consulted only when lookup fails).
-    """
-    children = dict(model.named_children())
-    return children.get("adversary", getattr(model, "adversary", None))
+    """The model's ``adversary`` submodule (``LatentModel`` sets it to None when there is none)."""
+    return getattr(model, "adversary", None)
 
 
 def _has_conv(model: nn.Module) -> bool:
