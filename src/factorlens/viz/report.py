@@ -4,7 +4,7 @@ Everything is inline: images are base64 ``data:`` URIs, CSS is in a ``<style>`` 
 in-page anchors, so the file opens from disk (or an e-mail attachment) without a server or network.
 Per run: config, training curves, the figures of :mod:`factorlens.viz.run_figures` with their captions,
 and a section per direction set in ``RUN/directions/*/``. Table 1 comes from ``results_dir``
-(``table1.csv``, else ``table1.md``) when given.
+(``table1.md`` rendered as HTML, else ``table1.csv``) when given.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ MAX_EMBED_BYTES = 1_500_000  # per image; larger files (long GIFs) are listed in
 MIME = {".png": "image/png", ".gif": "image/gif"}
 DIRECTIONS_META = "directions.json"
 SCORES_FILE = "scores.json"
+METRICS_FILE = "metrics.json"
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 0 auto; max-width: 1400px;
@@ -73,18 +74,94 @@ def table_html(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _markdown_row(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _is_markdown_rule(line: str) -> bool:
+    cells = _markdown_row(line)
+    return bool(cells) and all(cell and set(cell) <= set(":-") and "-" in cell for cell in cells)
+
+
+def markdown_html(text: str) -> str:
+    """The small Markdown subset ``factorlens evaluate`` writes, as HTML: pipe tables (header row, rule
+    row, body rows), ``- `` bullet lists and paragraphs. Everything else is escaped text."""
+    lines = text.splitlines()
+    parts: list[str] = []
+    bullets: list[str] = []
+    i = 0
+
+    def flush_bullets() -> None:
+        if bullets:
+            parts.append("<ul>" + "".join(f"<li>{_e(b)}</li>" for b in bullets) + "</ul>")
+            bullets.clear()
+
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("|") and i + 1 < len(lines) and _is_markdown_rule(lines[i + 1]):
+            flush_bullets()
+            header = _markdown_row(line)
+            body = []
+            i += 2
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                body.append(_markdown_row(lines[i]))
+                i += 1
+            parts.append(table_html(header, body))
+            continue
+        if line.startswith("- "):
+            bullets.append(line[2:])
+        else:
+            flush_bullets()
+            if line:
+                parts.append(f"<p>{_e(line)}</p>")
+        i += 1
+    flush_bullets()
+    return "".join(parts)
+
+
 def table1_html(results_dir: Path) -> str:
-    """Table 1 from ``table1.csv`` (an HTML table), else ``table1.md`` (verbatim)."""
+    """Table 1 of ``factorlens evaluate``: ``table1.md`` rendered as HTML (values with std, n/a reasons,
+    change relative to beta-TCVAE), else ``table1.csv``; plus what each run was evaluated on, from
+    ``metrics.json`` when present."""
     csv_path, md_path = results_dir / "table1.csv", results_dir / "table1.md"
-    if csv_path.exists():
+    if md_path.exists():
+        parts = [markdown_html(md_path.read_text(encoding="utf-8")), f"<p>From {_e(md_path)}.</p>"]
+    elif csv_path.exists():
         with csv_path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
         if not rows:
             raise FactorlensError(f"{csv_path} is empty")
-        return table_html(rows[0], rows[1:]) + f"<p>From {_e(csv_path.name)}.</p>"
-    if md_path.exists():
-        return f"<pre>{_e(md_path.read_text(encoding='utf-8'))}</pre><p>From {_e(md_path.name)}.</p>"
-    raise FactorlensError(f"{results_dir} holds neither table1.csv nor table1.md (run factorlens evaluate)")
+        parts = [table_html(rows[0], rows[1:]), f"<p>From {_e(csv_path)}.</p>"]
+    else:
+        raise FactorlensError(
+            f"{results_dir} holds neither table1.md nor table1.csv (run factorlens evaluate)"
+        )
+    metrics_path = results_dir / METRICS_FILE
+    if metrics_path.exists():
+        parts.append(evaluated_runs_html(metrics_path))
+    return "".join(parts)
+
+
+def evaluated_runs_html(metrics_path: Path) -> str:
+    """One row per evaluated run of ``metrics.json``: table row name, model, iteration, data used."""
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise FactorlensError(f"{metrics_path} is not valid JSON") from None
+    records = metrics.get("runs") if isinstance(metrics, dict) else None
+    if not isinstance(records, list):
+        raise FactorlensError(f"{metrics_path} has no 'runs' list (was it written by factorlens evaluate?)")
+    rows = [
+        (
+            record.get("row", ""),
+            record.get("model", ""),
+            record.get("run", ""),
+            record.get("iteration", ""),
+            (record.get("data") or {}).get("evaluated_on", ""),
+        )
+        for record in records
+    ]
+    return table_html(["row", "model", "run", "iteration", "evaluated on"], rows)
 
 
 def _format_value(value: object) -> str:
