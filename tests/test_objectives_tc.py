@@ -1,4 +1,4 @@
-"""The β-TCVAE decomposition: identities, the MSS weight matrix, and accuracy on a toy problem with known TC."""
+"""The β-TCVAE decomposition: identities, the MSS weights, and accuracy on a toy problem with known TC."""
 
 import math
 
@@ -30,29 +30,88 @@ def test_mi_tc_dwkl_sum_to_log_q_minus_log_p(estimator):
     assert float(expected) == pytest.approx(float(direct), abs=1e-12)
 
 
-def test_mss_rows_sum_to_one_with_1_over_n_on_the_diagonal():
-    b, n = 7, 500
-    w = mss_weight_matrix(b, n)
-    assert torch.allclose(w.sum(1), torch.ones(b, dtype=torch.float64), atol=1e-14)
-    assert torch.allclose(w.diagonal(), torch.full((b,), 1.0 / n, dtype=torch.float64))
+def _assert_valid_mss_matrix(w, n):
+    """Chen et al. App. C: every row sums to 1, w_ii = 1/N, one off-diagonal (N-M)/(NM), M-1 times 1/M."""
+    b = w.shape[0]
     m = b - 1
+    assert torch.allclose(w.sum(1), torch.ones(b, dtype=w.dtype), atol=1e-12), "rows must sum to 1"
+    assert torch.allclose(w.diagonal(), torch.full((b,), 1.0 / n, dtype=w.dtype)), "diagonal must be 1/N"
     for i in range(b):
-        off = [float(w[i, j]) for j in range(b) if j != i]
-        assert sorted(off)[0] == pytest.approx((n - m) / (n * m)) or sorted(off)[-1] == pytest.approx((n - m) / (n * m))
-        assert sum(v == pytest.approx(1.0 / m) for v in off) == m - 1
+        off = torch.cat([w[i, :i], w[i, i + 1 :]])
+        n_special = int(torch.isclose(off, torch.tensor((n - m) / (n * m), dtype=w.dtype)).sum())
+        n_uniform = int(torch.isclose(off, torch.tensor(1.0 / m, dtype=w.dtype)).sum())
+        assert (n_special, n_uniform) == (1, m - 1), f"row {i}"
 
 
-def test_column_zero_variant_fails_the_row_sum_check():
-    # The widely copied construction: W.view(-1)[::M+1] = 1/N, W.view(-1)[1::M+1] = strat_weight, W[M-1, 0] = strat.
-    b, n = 5, 500
+@pytest.mark.parametrize("b, n", [(2, 10), (3, 3), (7, 500), (64, 10015)])
+def test_mss_matrix_is_chen_et_al_appendix_c(b, n):
+    w = mss_weight_matrix(b, n)
+    _assert_valid_mss_matrix(w, n)
+    rows = torch.arange(b)
+    special = torch.full((b,), (n - b + 1) / (n * (b - 1)), dtype=w.dtype)
+    assert torch.allclose(w[rows, (rows + 1) % b], special)
+
+
+def _column_zero_matrix(b, n):
+    """The widely copied construction (W.view(-1)[::M+1] walks down column 0 of a (M+1)x(M+1) matrix)."""
     m = b - 1
     strat = (n - m) / (n * m)
     w = torch.full((b, b), 1.0 / m, dtype=torch.float64)
     w.view(-1)[:: m + 1] = 1.0 / n
     w.view(-1)[1 :: m + 1] = strat
     w[m - 1, 0] = strat
-    assert not torch.allclose(w.sum(1), torch.ones(b, dtype=torch.float64), atol=1e-6)
-    assert not torch.allclose(w.diagonal(), torch.full((b,), 1.0 / n, dtype=torch.float64))
+    return w
+
+
+def test_the_check_rejects_the_column_zero_variant():
+    with pytest.raises(AssertionError):
+        _assert_valid_mss_matrix(_column_zero_matrix(5, 500), 500)
+    w = _column_zero_matrix(5, 500)
+    # z_i's own posterior gets 1/M, the 1/N goes to x_0, and row M-1 loses its 1/N altogether
+    assert float(w[2, 2]) == pytest.approx(1 / 4) and float(w[2, 0]) == pytest.approx(1 / 500)
+    assert float(w[3].sum()) == pytest.approx(2 * 0.248 + 3 / 4)
+
+
+def test_mss_matches_a_plain_loop():
+    z, mu, logvar = _batch(b=4, d=2, seed=5)
+    n = 40
+    parts = decompose_kl(z, mu, logvar, dataset_size=n, estimator="mss")
+    b, d = z.shape
+    m = b - 1
+    zs, ms, vs = z.numpy(), mu.numpy(), np.exp(logvar.numpy())
+
+    def weight(i, j):  # written out from Chen et al. App. C, independently of mss_weight_matrix
+        if i == j:
+            return 1.0 / n
+        return (n - m) / (n * m) if j == (i + 1) % b else 1.0 / m
+
+    def pdf(x, mean, var):
+        return math.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2 * math.pi * var)
+
+    for i in range(b):
+        comp = [[pdf(zs[i, k], ms[j, k], vs[j, k]) for k in range(d)] for j in range(b)]  # [j][k]
+        q = sum(weight(i, j) * math.prod(comp[j]) for j in range(b))
+        marg = sum(math.log(sum(weight(i, j) * comp[j][k] for j in range(b))) for k in range(d))
+        assert float(parts.log_qz[i]) == pytest.approx(math.log(q), abs=1e-10)
+        assert float(parts.log_prod_qzd[i]) == pytest.approx(marg, abs=1e-10)
+        own = sum(math.log(pdf(zs[i, k], ms[i, k], vs[i, k])) for k in range(d))
+        prior = sum(math.log(pdf(zs[i, k], 0.0, 1.0)) for k in range(d))
+        assert float(parts.log_qz_given_x[i]) == pytest.approx(own, abs=1e-10)
+        assert float(parts.log_pz[i]) == pytest.approx(prior, abs=1e-10)
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+def test_low_precision_inputs_are_computed_in_fp32_without_autocast(estimator):
+    z, mu, logvar = _batch(b=16, d=8, seed=2)
+    reference = decompose_kl(z, mu, logvar, dataset_size=100, estimator=estimator)
+    low = [t.to(torch.bfloat16) for t in (z, mu, logvar)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parts = decompose_kl(*low, dataset_size=100, estimator=estimator)
+    assert parts.log_qz.dtype == torch.float32
+    # same bf16-rounded inputs in float64: only fp32 rounding separates the two
+    exact = decompose_kl(*[t.double() for t in low], dataset_size=100, estimator=estimator)
+    assert float(parts.tc) == pytest.approx(float(exact.tc), abs=1e-3)
+    assert float(reference.tc) == pytest.approx(float(exact.tc), abs=0.5)
 
 
 def test_mws_matches_a_plain_loop():
@@ -84,6 +143,10 @@ def test_dataset_size_is_checked():
         decompose_kl(z[:1], mu[:1], logvar[:1], dataset_size=100)
     with pytest.raises(TypeError):
         decompose_kl(z, mu, logvar)  # N is required, never defaulted to the batch size
+    with pytest.raises(ConfigError, match="dataset_size"):
+        decompose_kl(z, mu, logvar, dataset_size=1000.0)
+    with pytest.raises(ConfigError, match="estimator"):
+        decompose_kl(z, mu, logvar, dataset_size=1000, estimator="exact")
 
 
 def test_kl_closed_form_matches_monte_carlo():

@@ -131,14 +131,55 @@ def test_report_is_self_contained_and_every_image_decodes(tmp_path, two_runs):
     assert all((two_runs[1] / "figures" / name).is_file() for name in manifest)
 
 
-def test_report_falls_back_to_table1_md_and_rejects_empty_results(tmp_path, two_runs):
+def test_report_renders_table1_md_as_html_with_the_evaluated_runs(tmp_path, two_runs):
     results = tmp_path / "results"
     results.mkdir()
-    atomic_write_text(results / "table1.md", "| model | MIG |\n|---|---|\n| vae | 0.0777 |\n")
+    # the shape factorlens evaluate writes: table, notes, n/a reasons, relative-change table
+    atomic_write_text(
+        results / "table1.md",
+        "| Model | MIG_p % | ACC % |\n| --- | ---: | ---: |\n| VAE | 7.77 | 41.20 ± 3.10 |\n"
+        "| Ours-Adv | n/a | 55.00 ± 1.00 |\n\nEvaluated on: the run's test split.\n"
+        "- MIG_p % n/a: no labels.\n\nRelative change:\n\n| Model | ACC % |\n| --- | ---: |\n"
+        "| Ours-Adv | +33.5% |\n",
+    )
+    atomic_write_text(results / "table1.csv", "Model,run\nignored-when-md-exists,x\n")
+    atomic_write_json(
+        results / "metrics.json",
+        {
+            "runs": [
+                {
+                    "run": "runs/vae",
+                    "row": "VAE",
+                    "model": "vae",
+                    "iteration": 1000,
+                    "data": {"evaluated_on": "all 77 images of folder:/data"},
+                }
+            ]
+        },
+    )
     text = write_report(
         two_runs[1:], tmp_path / "r.html", results_dir=results, n_images=1, steps=3
     ).read_text()
-    assert "| vae | 0.0777 |" in text
-    with pytest.raises(FactorlensError, match="neither table1.csv nor table1.md"):
+    table1 = text[text.index('id="table1"') : text.index('id="run0')]
+    assert "<th>Model</th><th>MIG_p %</th><th>ACC %</th>" in table1
+    assert "<tr><td>VAE</td><td>7.77</td><td>41.20 ± 3.10</td></tr>" in table1
+    assert "<tr><td>Ours-Adv</td><td>n/a</td><td>55.00 ± 1.00</td></tr>" in table1
+    assert "<li>MIG_p % n/a: no labels.</li>" in table1 and "<td>+33.5%</td>" in table1
+    assert table1.count("<table>") == 3 and "ignored-when-md-exists" not in table1
+    assert "<td>all 77 images of folder:/data</td>" in table1 and "<td>1000</td>" in table1
+    with pytest.raises(FactorlensError, match="neither table1.md nor table1.csv"):
         write_report(two_runs[1:], tmp_path / "r2.html", results_dir=tmp_path / "run-b", n_images=1, steps=3)
     assert not (tmp_path / "r2.html").exists()
+
+
+def test_traversal_rows_capped_to_the_dimensions_with_most_kl(tmp_path, two_runs):
+    from factorlens.viz.run_figures import make_run_figures
+
+    run = factorlens.training.load_run(two_runs[0])
+    manifest = make_run_figures(run, tmp_path / "figs", n_images=2, steps=3, max_dims=2)
+    # spy model: dimension 1 has the most KL, then 3; 2 images x 2 dimensions x 3 steps of 128 px tiles
+    grid = Image.open(tmp_path / "figs" / "traversal.png")
+    assert grid.height == 6 + 28 + 26 + 4 * 128 + 3 * 2 + 6  # margin, title, column labels, rows
+    assert "only the 2 dimensions with the most KL are shown" in manifest["traversal.png"]
+    with pytest.raises(FactorlensError, match="max_dims must be at least 1"):
+        make_run_figures(run, tmp_path / "figs", max_dims=0)

@@ -30,6 +30,8 @@ def test_traverse_walk_report_commands(tmp_path, monkeypatch, capsys):
             "2",
             "--inactive",
             "hide",
+            "--max-dims",
+            "2",
             "--compare",
             str(other.path),
         ]
@@ -38,10 +40,12 @@ def test_traverse_walk_report_commands(tmp_path, monkeypatch, capsys):
     figures = run.path / "figures"
     grid = Image.open(figures / "traversal.png")
     gif = Image.open(figures / "traversal.gif")
-    assert gif.n_frames == 4 + 2
+    assert gif.n_frames == 4
     assert Image.open(figures / "traversal_compare.png").width > 2 * grid.width
     captions = json.loads((figures / "figures.json").read_text())["figures"]
     assert "images (img3, img5)" in captions["traversal.png"] and "[-2, 2]" in captions["traversal.png"]
+    assert "only the 2 dimensions with the most KL are shown" in captions["traversal.png"]
+    assert grid.height == 6 + 28 + 26 + 4 * 128 + 3 * 2 + 6  # 2 images x 2 dimensions
 
     out = tmp_path / "walk-out"
     assert (
@@ -81,4 +85,13 @@ def test_traverse_walk_report_commands(tmp_path, monkeypatch, capsys):
     report = tmp_path / "report.html"
     assert main(["report", str(run.path), "--images", "1", "--steps", "3", "--out", str(report)]) == 0
     assert report.stat().st_size > 0 and "factorlens report" in report.read_text()
-    assert Image.open(figures / "traversal.gif").n_frames == 3 + 1  # the report redrew it with 3 steps
+    assert Image.open(figures / "traversal.gif").n_frames == 3  # the report redrew it with 3 steps
+
+
+def test_cli_report_defaults_match_the_library_defaults():
+    # cli/viz.py repeats the defaults so that `factorlens --help` does not import torch-heavy modules
+    from factorlens.cli import viz as cli_viz
+    from factorlens.viz import run_figures
+
+    assert cli_viz.REPORT_IMAGES == run_figures.REPORT_IMAGES == 2
+    assert cli_viz.REPORT_TRAVERSAL_DIMS == run_figures.REPORT_TRAVERSAL_DIMS == 6

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Constants only: the heavy figure modules are imported when a command runs, not at CLI start-up.
+REPORT_IMAGES = 2
+REPORT_TRAVERSAL_DIMS = 6
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     traverse = subparsers.add_parser(
@@ -29,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("grey", "hide"),
         default="grey",
         help="dimensions with KL < 0.01 nats: grey them (default) or hide them",
+    )
+    traverse.add_argument(
+        "--max-dims",
+        type=int,
+        metavar="N",
+        help="show only the N dimensions with the most KL per image (default: all)",
     )
     traverse.add_argument(
         "--compare", metavar="RUN2", help="second run drawn side by side on the same images"
@@ -59,7 +69,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     figures.add_argument("run", help="run directory")
     figures.add_argument("--data", help="draw images from this dataset spec instead of the run's test split")
-    figures.add_argument("--images", type=int, default=3, help="images per traversal (default 3)")
+    figures.add_argument(
+        "--images", type=int, default=REPORT_IMAGES, help=f"images per traversal (default {REPORT_IMAGES})"
+    )
+    figures.add_argument(
+        "--max-dims",
+        type=int,
+        default=REPORT_TRAVERSAL_DIMS,
+        metavar="N",
+        help=f"traversal rows per image: the N dimensions with the most KL (default {REPORT_TRAVERSAL_DIMS})",
+    )
     figures.add_argument("--steps", type=int, default=10, help="traversal steps (default 10)")
     figures.add_argument("--span", type=float, default=3.0, help="traversal span (default 3)")
     figures.add_argument("--out", help="output folder (default RUN/figures)")
@@ -74,7 +93,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     report.add_argument("--results", help="folder written by factorlens evaluate (table1.csv / table1.md)")
     report.add_argument("--data", help="draw figures from this dataset spec instead of each run's test split")
-    report.add_argument("--images", type=int, default=3, help="images per traversal (default 3)")
+    report.add_argument(
+        "--images", type=int, default=REPORT_IMAGES, help=f"images per traversal (default {REPORT_IMAGES})"
+    )
+    report.add_argument(
+        "--max-dims",
+        type=int,
+        default=REPORT_TRAVERSAL_DIMS,
+        metavar="N",
+        help=f"traversal rows per image: the N dimensions with the most KL (default {REPORT_TRAVERSAL_DIMS})",
+    )
     report.add_argument("--steps", type=int, default=10, help="traversal steps (default 10)")
     report.add_argument("--span", type=float, default=3.0, help="traversal span (default 3)")
     report.add_argument("--out", required=True, help="HTML file to write")
@@ -108,6 +136,7 @@ def run_traverse(args: argparse.Namespace) -> int:
         steps=args.steps,
         span=args.span,
         inactive=args.inactive,
+        max_dims=args.max_dims,
         compare=compare,
     )
     update_manifest(out, figures)
@@ -143,7 +172,13 @@ def run_figures(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else default_out(run)
     manifest = make_run_figures(
-        run, out, data_spec=args.data, n_images=args.images, steps=args.steps, span=args.span
+        run,
+        out,
+        data_spec=args.data,
+        n_images=args.images,
+        steps=args.steps,
+        span=args.span,
+        max_dims=args.max_dims,
     )
     for name in manifest:
         print(out / name)
@@ -161,6 +196,7 @@ def run_report(args: argparse.Namespace) -> int:
         n_images=args.images,
         steps=args.steps,
         span=args.span,
+        max_dims=args.max_dims,
     )
     print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

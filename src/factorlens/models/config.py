@@ -12,7 +12,8 @@ from factorlens.errors import ConfigError
 
 def build_config(config_class: type, params: dict[str, Any]) -> Any:
     """Instantiate ``config_class`` from ``params``; unknown keys, wrong types and bad values raise
-    a one-line :class:`ConfigError` naming ``model.<key>``."""
+    a one-line :class:`ConfigError` naming ``model.<key>``. An int is accepted (and converted) where a
+    float is expected; a bool is never accepted as a number."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
     coerced: dict[str, Any] = {}
@@ -27,7 +28,7 @@ def build_config(config_class: type, params: dict[str, Any]) -> Any:
 
 def _coerce(key: str, value: Any, expected: Any) -> Any:
     if expected is float:
-        # YAML gives ints for "6"; bools are ints in Python but never a sensible float.
+        # YAML reads "6" as an int; bools are ints in Python but never a sensible number.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"model.{key}: expected a number, got {value!r}")
         return float(value)
@@ -46,7 +47,7 @@ def _coerce(key: str, value: Any, expected: Any) -> Any:
     raise TypeError(f"unsupported config field type {expected!r} for {key}")
 
 
-def require_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"model.{key}: must be a finite number {bound}, got {value!r}")
+def require_non_negative(key: str, value: float) -> None:
+    """Loss weights: finite and >= 0 (0 switches a term off; NaN or a negative weight is a typo)."""
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"model.{key}: must be a finite number >= 0, got {value!r}")

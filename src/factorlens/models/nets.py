@@ -8,6 +8,7 @@ sigmoid).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -27,7 +28,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         widths = [channels, 32, 32, 64, 64]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), _norm(c_out, use_bn), _act(leaky)]
         layers += [nn.Conv2d(64, 512, 4, 1, 0), _norm(512, use_bn), _act(leaky), nn.Conv2d(512, out, 1)]
         self.net = nn.Sequential(*layers)
@@ -125,44 +126,59 @@ class ResNetDecoder(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator (Radford et al. 2016) for 64x64: z -> 4x4x256 -> 128 -> 64 -> 32 -> C."""
+    """DCGAN generator (Radford et al. 2016) for 64x64: z -> 4x4x(8w) -> 8x8x(4w) -> 16x16x(2w) -> 32x32xw
+    -> 64x64xC logits, BN + ReLU between layers (w = ``width``, 32 by default: 4x4x256 first)."""
 
     def __init__(self, latent_dim: int, channels: int, width: int = 32) -> None:
         super().__init__()
         self.first = nn.ConvTranspose2d(latent_dim, width * 8, 4, 1, 0)
-        self.net = nn.Sequential(
-            nn.BatchNorm2d(width * 8), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width * 8, width * 4, 4, 2, 1), nn.BatchNorm2d(width * 4), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1), nn.BatchNorm2d(width * 2), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width * 2, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, channels, 4, 2, 1),
-        )  # fmt: skip
+        layers: list[nn.Module] = [nn.BatchNorm2d(width * 8), nn.ReLU(inplace=True)]
+        widths = [width * 8, width * 4, width * 2, width]
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, z):
         return self.net(self.first(z[:, :, None, None]))
 
 
 class DCGANDiscriminator(nn.Module):
-    """DCGAN discriminator for 64x64: C -> 32 -> 64 -> 128 -> 256 -> one logit, LeakyReLU(0.2)."""
+    """DCGAN discriminator for 64x64: C -> w -> 2w -> 4w -> 8w (4x4 stride-2 convs, BN from the second,
+    LeakyReLU(0.2)) -> a 4x4 conv to one logit ``[B, 1]``."""
 
     def __init__(self, channels: int, width: int = 32) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, width * 2, 4, 2, 1), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width * 2, width * 4, 4, 2, 1), nn.BatchNorm2d(width * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width * 4, width * 8, 4, 2, 1), nn.BatchNorm2d(width * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width * 8, 1, 4, 1, 0),
-        )  # fmt: skip
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        widths = [width, width * 2, width * 4, width * 8]
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out)]
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        layers.append(nn.Conv2d(width * 8, 1, 4, 1, 0))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.net(x).flatten(1)
 
 
-def transposed_1x1_weight(layer: nn.ConvTranspose2d) -> "torch.Tensor":  # noqa: F821
-    """``[out_features, d]`` view of a latent -> feature transposed conv's weight ``[d, C_out, k, k]``.
+def transposed_conv_weight_as_matrix(layer: nn.ConvTranspose2d) -> torch.Tensor:
+    """``[out_features, d]`` view (not a copy) of a latent -> feature transposed conv's weight.
 
-    Output feature ``(c, u, v)`` of ``layer(z[:, :, None, None])`` (bias excluded) is
-    ``sum_k z_k W[k, c, u, v]``, so the flattened ``W`` transposed maps z to the features.
+    The layer maps ``z[:, :, None, None]`` (1x1 input) with weight ``W [d, C_out, k, k]``; its output
+    feature ``(c, u, v)`` is ``sum_k z_k W[k, c, u, v]`` plus the bias, so ``W.flatten(1).t()`` maps z to
+    the output flattened in ``(c, u, v)`` order. A view shares storage with the parameter, which is how
+    the PCA direction method finds the module that owns it.
     """
     return layer.weight.flatten(1).t()
+
+
+def logits_without_parameter_grad(module: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``module(images)`` computed with detached copies of the module's parameters.
+
+    Gradients flow into ``images`` (the generator) but never into the module's parameters: the
+    generator loss of a GAN-style objective must not move the discriminator. Buffers (BN running
+    statistics) are the module's own, so they update as in a plain call.
+    """
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+    return torch.func.functional_call(module, (params, buffers), (images,))

@@ -19,13 +19,19 @@ from factorlens.errors import DataError, FactorlensError
 from factorlens.io import atomic_write_json
 from factorlens.viz import panels
 from factorlens.viz.stats import encode_posterior, latent_factor_mi, mean_kl_per_dim
-from factorlens.viz.traversal import save_traversal, save_traversal_comparison, traverse
+from factorlens.viz.traversal import order_dims, save_traversal, save_traversal_comparison, traverse
 from factorlens.viz.walk import manifold_walk, save_walk
 
 MANIFEST_FILE = "figures.json"
 FIGURES_DIR = "figures"
 STATS_IMAGES = 1000  # images encoded for the KL ordering and the MI labels
 MI_BINS = 20
+# Defaults of ``viz``/``report``, sized so one run's figures embed in about 1-2 MB of HTML: a traversal
+# tile of a trained model is ~5-9 KB of PNG, so 2 images x 6 dimensions x 10 steps stays near 1 MB.
+REPORT_IMAGES = 2
+REPORT_TRAVERSAL_DIMS = 6
+REPORT_WALK_DIMS = 6
+PRIOR_ROWS, PRIOR_COLS = 2, 8
 
 
 @dataclass
@@ -139,17 +145,28 @@ def traversal_figures(
     span: float = 3.0,
     inactive: str = "grey",
     active_threshold: float = 0.01,
+    max_dims: int | None = None,
     compare=None,
 ) -> dict[str, str]:
-    """Fig. 1a traversal PNG + GIF (and a side-by-side comparison with ``compare``, another Run)."""
+    """Fig. 1a traversal PNG + GIF (and a side-by-side comparison with ``compare``, another Run).
+
+    ``max_dims``: show only this many dimensions per image, those with the most KL (``None``: all).
+    """
+    if max_dims is not None and max_dims < 1:
+        raise FactorlensError(f"max_dims must be at least 1, got {max_dims}")
     chosen = choose_images(data, n=n_images, ids=ids)
     image_ids = [data.dataset.ids[i] for i in chosen]
     common = dict(
         steps=steps, span=span, active_threshold=active_threshold, inactive=inactive, image_ids=image_ids
     )
+
+    def top_dims(kl_per_dim: np.ndarray) -> list[int] | None:
+        return None if max_dims is None else order_dims(kl_per_dim, len(kl_per_dim), None)[:max_dims]
+
     traversal = traverse(
         run.model,
         data.dataset.images[chosen],
+        dims=top_dims(stats.kl_per_dim),
         kl_per_dim=stats.kl_per_dim,
         factor_mi=stats.factor_mi,
         factor_names=stats.factor_names,
@@ -164,6 +181,8 @@ def traversal_figures(
         f"{len(stats.kl_per_dim)} dimensions have KL >= {active_threshold:g} nats"
         + (" (the others greyed)" if inactive == "grey" else " (the others hidden)")
     )
+    if max_dims is not None and max_dims < len(stats.kl_per_dim):
+        how += f"; only the {max_dims} dimensions with the most KL are shown"
     if stats.factor_mi is not None:
         how += f"; labels name the factor sharing most mutual information ({MI_BINS} bins) with the dimension"
     save_traversal(
@@ -171,7 +190,7 @@ def traversal_figures(
     )
     figures = {
         "traversal.png": f"Latent traversals (Fig. 1a): {how}.",
-        "traversal.gif": f"Animated traversal, one frame per step (-{span:g} to {span:g} and back): {how}.",
+        "traversal.gif": f"Animated traversal, one frame per step (-{span:g} to {span:g}, looping): {how}.",
     }
     if compare is not None:
         other_data = FigureData(dataset=data.dataset, pool=data.pool, description=data.description)
@@ -179,6 +198,7 @@ def traversal_figures(
         other = traverse(
             compare.model,
             data.dataset.images[chosen],
+            dims=top_dims(other_stats.kl_per_dim),
             kl_per_dim=other_stats.kl_per_dim,
             factor_mi=other_stats.factor_mi,
             factor_names=other_stats.factor_names,
@@ -238,16 +258,21 @@ def make_run_figures(
     out: str | Path | None = None,
     *,
     data_spec: str | None = None,
-    n_images: int = 3,
+    n_images: int = REPORT_IMAGES,
     ids: Sequence[str] | None = None,
     steps: int = 10,
     span: float = 3.0,
     inactive: str = "grey",
+    max_dims: int | None = REPORT_TRAVERSAL_DIMS,
+    walk_dims: int = REPORT_WALK_DIMS,
     n_reconstructions: int = 8,
     seed: int = 0,
 ) -> dict[str, str]:
     """Write every figure of ``run`` (a :class:`~factorlens.training.Run`) into ``out`` (default
-    ``RUN/figures``) and return the merged manifest (file -> caption)."""
+    ``RUN/figures``) and return the merged manifest (file -> caption).
+
+    ``max_dims`` / ``walk_dims``: dimensions per traversal image (most KL first; ``None`` = all) and
+    moves of the manifold walk; the defaults keep a report near 1-2 MB per run."""
     out = Path(out) if out is not None else default_out(run)
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, str] = {}
@@ -261,8 +286,10 @@ def make_run_figures(
             f"iteration ({len(records)} records)."
         )
     model = run.model
-    panels.save_prior_samples(model, out / "prior_samples.png", seed=seed)
-    figures["prior_samples.png"] = f"32 images decoded from codes drawn from the prior N(0, I) (seed {seed})."
+    panels.save_prior_samples(model, out / "prior_samples.png", rows=PRIOR_ROWS, cols=PRIOR_COLS, seed=seed)
+    figures["prior_samples.png"] = (
+        f"{PRIOR_ROWS * PRIOR_COLS} images decoded from codes drawn from the prior N(0, I) (seed {seed})."
+    )
     if getattr(model, "has_encoder", True):
         data = figure_data(run, data_spec)
         stats = latent_stats(model, data)
@@ -303,7 +330,8 @@ def make_run_figures(
                 steps=steps,
                 span=span,
                 inactive=inactive,
+                max_dims=max_dims,
             )
         )
-        figures.update(walk_figures(run, out, data=data, stats=stats))
+        figures.update(walk_figures(run, out, data=data, stats=stats, max_dims=walk_dims))
     return update_manifest(out, figures)

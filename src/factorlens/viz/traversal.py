@@ -246,14 +246,15 @@ def save_traversal(
     title: str | None = None,
     gif_duration_ms: int = 200,
 ) -> list[Path]:
-    """Write the traversal grid PNG (and the animated GIF, frames = steps, bouncing back and forth)."""
+    """Write the traversal grid PNG (and the animated GIF, one frame per step, looping; not bouncing
+    back, which would double its size in the report)."""
     from factorlens.io import atomic_write_bytes
 
     atomic_write_bytes(png_path, png_bytes(render_traversal(traversal, title=title)))
     written = [Path(png_path)]
     if gif_path is not None:
         frames = traversal_frames(traversal, title=title)
-        atomic_write_bytes(gif_path, gif_bytes(frames + frames[-2:0:-1], duration_ms=gif_duration_ms))
+        atomic_write_bytes(gif_path, gif_bytes(frames, duration_ms=gif_duration_ms))
         written.append(Path(gif_path))
     return written
 

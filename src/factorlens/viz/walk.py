@@ -65,7 +65,8 @@ class Walk:
 
     def col_labels(self) -> list[str]:
         return [
-            f"z{d}: {self.codes[0, j, d]:+.1f}>{self.codes[-1, j, d]:+.1f}" for j, d in enumerate(self.dims)
+            f"z{d}: {self.codes[0, j, d]:+.1f} \u2192 {self.codes[-1, j, d]:+.1f}"
+            for j, d in enumerate(self.dims)
         ]
 
 
@@ -147,7 +148,9 @@ def render_walk(
 ) -> Image.Image:
     """The input pair (left) next to the walk grid (columns: one dimension each, rows: frames)."""
     inputs = np.stack([walk.source, walk.target])[:, None]  # [2, 1, C, H, W]
-    pair = render_grid(inputs, row_labels=[source_name, target_name], col_labels=["input"])
+    pair = render_grid(
+        inputs, row_labels=[f"source {source_name}", f"target {target_name}"], col_labels=["input"]
+    )
     grid = render_grid(
         walk.images,
         col_labels=walk.col_labels(),
