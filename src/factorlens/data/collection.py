@@ -40,7 +40,10 @@ class Entry:
 
 def resolve_inside(root: Path, relative: str, where: str) -> Path:
     """``root / relative`` resolved; a path escaping ``root`` (``../../etc/passwd``) is a DataError."""
-    candidate = (root / relative).resolve()
+    try:
+        candidate = (root / relative).resolve()
+    except (ValueError, OSError) as error:  # a NUL byte, a symlink loop
+        raise DataError(f"{where}: bad path {relative!r} ({error})") from None
     if not candidate.is_relative_to(root):
         raise DataError(f"{where}: path {relative!r} escapes the dataset root {root}")
     return candidate

@@ -30,6 +30,17 @@ def _read_labels(csv_path: Path, root: Path, files: list[Path]) -> dict[Path, st
     stems: dict[str, list[Path]] = {}
     for path in files:
         stems.setdefault(path.stem, []).append(path)
+    try:
+        return _read_label_rows(csv_path, root, by_relative, stems)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{csv_path}: not a UTF-8 CSV file ({error.reason})") from None
+    except csv.Error as error:
+        raise DataError(f"{csv_path}: malformed CSV ({error})") from None
+
+
+def _read_label_rows(
+    csv_path: Path, root: Path, by_relative: dict[str, Path], stems: dict[str, list[Path]]
+) -> dict[Path, str]:
     labels: dict[Path, str] = {}
     seen: dict[Path, int] = {}
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:

@@ -21,6 +21,9 @@ from factorlens.data.handcrafted import handcrafted_factors
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# A mask is cut with the image's fractional crop, so any resolution works, but its aspect ratio must be
+# the image's (up to rounding when one of them was downscaled): otherwise it belongs to another image.
+ASPECT_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def luminance(image: Image.Image) -> np.ndarray:
     """``float32 [H, W]`` luminance in [0, 1] for any mode (palette, 1-bit, greyscale, RGB(A), 16-bit)."""
     if image.mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float32)
+        if image.mode != "I":
+            return values / 65535.0  # 'I;16*' is 16-bit data even when it is all dark (<= 255)
         # 'I' also holds 8-bit data opened as 32-bit; only rescale when values exceed 8 bits.
         return values / (65535.0 if values.max(initial=0) > 255 else 255.0)
     if image.mode == "F":
@@ -115,15 +120,26 @@ def decode_item(task: tuple[str, str | None]) -> DecodedItem:
     image_path, mask_path = task
     item = DecodedItem(handcrafted=np.full(3, np.nan))
     try:
-        item.image, crop, item.upsampled = preprocess_image(open_image(image_path))
+        image = open_image(image_path)
+        image_size = image.size
+        item.image, crop, item.upsampled = preprocess_image(image)
     except DECODE_ERRORS as error:
         item.image_error = f"{type(error).__name__}: {error}"
         return item
     if mask_path is not None:
         try:
-            mask = luminance(open_image(mask_path)) > 0.5
+            mask_image = open_image(mask_path)
+            mask = luminance(mask_image) > 0.5
         except DECODE_ERRORS as error:
             item.mask_error = f"{type(error).__name__}: {error}"
+            return item
+        image_w, image_h = image_size
+        mask_w, mask_h = mask_image.size
+        # An empty mask has no geometry to misplace: it is counted as empty whatever its size.
+        if mask.any() and abs((mask_w / mask_h) / (image_w / image_h) - 1) > ASPECT_TOLERANCE:
+            item.mask_error = (
+                f"mask is {mask_w}x{mask_h} but its image is {image_w}x{image_h} (another aspect ratio)"
+            )
             return item
         item.mask = mask_to_grid(mask, crop)
         item.handcrafted = handcrafted_factors(mask)

@@ -26,15 +26,13 @@ holds exactly for either estimator.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from factorlens.errors import ConfigError
 from factorlens.objectives.gaussian import gaussian_log_density
-
-TC_ESTIMATORS = ("mss", "mws")
-
 
 @dataclass
 class KLDecomposition:
@@ -90,6 +88,29 @@ def _check_sizes(batch_size: int, dataset_size: int) -> None:
         )
 
 
+def mws_log_weight_matrix(
+    batch_size: int, dataset_size: int, *, dtype: torch.dtype = torch.float64, device=None
+) -> torch.Tensor:
+    """``[B, B]`` log-weights of MWS: every entry ``-log(N B)`` (Chen et al.'s minibatch weighted
+    sampling, ``log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log(N B)``)."""
+    _check_sizes(batch_size, dataset_size)
+    return torch.full((batch_size, batch_size), -math.log(dataset_size * batch_size), dtype=dtype, device=device)
+
+
+def mss_log_weight_matrix(
+    batch_size: int, dataset_size: int, *, dtype: torch.dtype = torch.float64, device=None
+) -> torch.Tensor:
+    """``[B, B]`` log of :func:`mss_weight_matrix` (no zero entries, so all finite)."""
+    return mss_weight_matrix(batch_size, dataset_size, dtype=dtype, device=device).log()
+
+
+# name -> builder of the [B, B] log importance weights log w_ij applied inside the logsumexp over j
+TC_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {
+    "mss": mss_log_weight_matrix,
+    "mws": mws_log_weight_matrix,
+}
+
+
 def decompose_kl(
     z: torch.Tensor,
     mu: torch.Tensor,
@@ -121,12 +142,7 @@ def decompose_kl(
         log_qz_given_x = log_density.diagonal(dim1=0, dim2=1).sum(dim=0)  # [B]
         log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(dim=1)
         joint = log_density.sum(dim=2)  # [B, B]: log q(z_i | x_j)
-        if estimator == "mws":
-            log_norm = math.log(dataset_size * batch_size)
-            log_qz = torch.logsumexp(joint, dim=1) - log_norm
-            log_prod_qzd = (torch.logsumexp(log_density, dim=1) - log_norm).sum(dim=1)
-        else:
-            log_w = mss_weight_matrix(batch_size, dataset_size, dtype=dtype, device=z.device).log()
-            log_qz = torch.logsumexp(joint + log_w, dim=1)
-            log_prod_qzd = torch.logsumexp(log_density + log_w.unsqueeze(2), dim=1).sum(dim=1)
+        log_w = TC_ESTIMATORS[estimator](batch_size, dataset_size, dtype=dtype, device=z.device)
+        log_qz = torch.logsumexp(joint + log_w, dim=1)
+        log_prod_qzd = torch.logsumexp(log_density + log_w.unsqueeze(2), dim=1).sum(dim=1)
     return KLDecomposition(log_qz_given_x, log_qz, log_prod_qzd, log_pz)
