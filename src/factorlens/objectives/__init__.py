@@ -5,7 +5,9 @@ from factorlens.objectives.tc import (
     TC_ESTIMATORS,
     KLDecomposition,
     decompose_kl,
+    mss_log_weight_matrix,
     mss_weight_matrix,
+    mws_log_weight_matrix,
 )
 
 __all__ = [
@@ -14,5 +16,7 @@ __all__ = [
     "decompose_kl",
     "gaussian_log_density",
     "kl_to_standard_normal",
+    "mss_log_weight_matrix",
     "mss_weight_matrix",
+    "mws_log_weight_matrix",
 ]
