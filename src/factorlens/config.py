@@ -155,6 +155,7 @@ DATA_OPTIONS: dict[str, Option] = {
     "spec": Option(DEFAULT_DATA_SPEC, _nonempty_str, "dataset spec, see `factorlens data info`"),
     "test_fraction": Option(0.2, _float(positive=True, hi=1.0), "fraction of images (groups) held out"),
     "split_seed": Option(0, _int(0), "seed of the train/test split"),
+    "skip_bad": Option(False, _bool, "skip undecodable images with a counted warning instead of an error"),
 }
 
 SECTION_OPTIONS = {"train": TRAIN_OPTIONS, "data": DATA_OPTIONS}
@@ -201,6 +202,7 @@ def validate_config(raw: Any, source: str = "config") -> dict:
     for key, value in model.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"model.{key} in {source} must be finite, got {value}")
+    _check_model_params(model, source)
     config = default_config(model["name"])
     config["model"] = copy.deepcopy(model)
     for section, options in SECTION_OPTIONS.items():
@@ -215,6 +217,19 @@ def validate_config(raw: Any, source: str = "config") -> dict:
                 raise ConfigError(f"unknown key {section}.{key} in {source}; allowed: {allowed}")
             config[section][key] = options[key].check(value, f"{section}.{key}", source)
     return config
+
+
+def _check_model_params(model: dict, source: str) -> None:
+    """Check the model section against the model's config dataclass now, before any data is loaded, so a
+    typo costs no loading time and the error names the file it came from."""
+    from factorlens.models import model_config_class
+    from factorlens.models.config import build_config
+
+    params = {k: v for k, v in model.items() if k != "name"}
+    try:
+        build_config(model_config_class(model["name"]), params)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})") from None
 
 
 def load_config(path: str | Path) -> dict:

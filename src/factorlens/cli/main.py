@@ -7,6 +7,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 import factorlens
@@ -44,8 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """Print a warning as ``warning: <message>`` on one line: users need the message (which names the
+    file and the count), not the source line of factorlens that raised it."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=file if file is not None else sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 ok, 2 user error, 130 interrupted)."""
+    warnings.showwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2 inside argparse
     func = getattr(args, "func", None)

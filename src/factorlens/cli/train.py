@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="override data.spec, e.g. synthetic-lesions:n=2000")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any option (repeatable), value parsed as YAML, e.g. model.beta=4")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip undecodable images with a counted warning (sets data.skip_bad)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--force", action="store_true", help="delete the run in --out and start over")
@@ -46,6 +48,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
     for (section, key), value in flags.items():
         if value is not None:
             config[section][key] = value
+    if args.skip_bad:
+        config["data"]["skip_bad"] = True
     return validate_config(config, "command line")
 
 

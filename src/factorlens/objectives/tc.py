@@ -34,6 +34,7 @@ import torch
 from factorlens.errors import ConfigError
 from factorlens.objectives.gaussian import gaussian_log_density
 
+
 @dataclass
 class KLDecomposition:
     """Per-sample log densities ``[B]`` (nats); ``mi``, ``tc``, ``dwkl`` are their batch means."""
@@ -94,7 +95,8 @@ def mws_log_weight_matrix(
     """``[B, B]`` log-weights of MWS: every entry ``-log(N B)`` (Chen et al.'s minibatch weighted
     sampling, ``log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log(N B)``)."""
     _check_sizes(batch_size, dataset_size)
-    return torch.full((batch_size, batch_size), -math.log(dataset_size * batch_size), dtype=dtype, device=device)
+    log_weight = -math.log(dataset_size * batch_size)
+    return torch.full((batch_size, batch_size), log_weight, dtype=dtype, device=device)
 
 
 def mss_log_weight_matrix(

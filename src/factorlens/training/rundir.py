@@ -184,10 +184,15 @@ def write_log(run_dir: Path, records: list[dict]) -> None:
     atomic_write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in records))
 
 
+def checkpoint_dir_for(run_dir: Path, iteration: int) -> Path:
+    """Where the checkpoint of ``iteration`` lives: ``checkpoints/iter-<iteration>/``."""
+    return run_dir / CHECKPOINTS_DIR / f"iter-{iteration}"
+
+
 def write_checkpoint(run_dir: Path, *, iteration: int, model_name: str, weights: dict[str, torch.Tensor],
                      state: dict) -> Path:
     """Write ``checkpoints/iter-<iteration>/``, then move the pointer, then prune old checkpoints."""
-    checkpoint_dir = run_dir / CHECKPOINTS_DIR / f"iter-{iteration}"
+    checkpoint_dir = checkpoint_dir_for(run_dir, iteration)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # clone: safetensors refuses tensors sharing storage; contiguous: channels_last weights.
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}

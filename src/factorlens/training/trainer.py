@@ -33,7 +33,7 @@ from factorlens.config import RESUMABLE_CHANGES, config_differences, dump_config
 from factorlens.errors import CheckpointError, ConfigError, TrainingError
 from factorlens.io import atomic_write_json, atomic_write_text
 from factorlens.models.base import LatentModel
-from factorlens.training import rundir
+from factorlens.training import distributed, rundir
 from factorlens.training._malloc import tune_glibc_malloc
 
 RUN_FILES = (rundir.CONFIG_FILE, rundir.SPLIT_FILE, rundir.LOG_FILE, rundir.POINTER_FILE, rundir.SUMMARY_FILE)
@@ -108,6 +108,16 @@ def _prepare_out_dir(out: Path, *, resume: bool, force: bool) -> dict | None:
     return None
 
 
+def _check_batch_split(batch_size: int, world_size: int) -> None:
+    """The global batch is split evenly over the torchrun processes; the β-TCVAE estimator needs >= 2
+    images per process."""
+    if batch_size % world_size or batch_size // world_size < 2:
+        raise ConfigError(
+            f"train.batch_size {batch_size} must be a multiple of the {world_size} processes "
+            f"with at least 2 images per process"
+        )
+
+
 def _split_for(dataset, data_cfg: dict) -> tuple[np.ndarray, np.ndarray]:
     from factorlens.data import split_indices
 
@@ -144,7 +154,8 @@ class _Loop:
     """State of one training session (fresh or resumed)."""
 
     def __init__(self, *, model: LatentModel, config: dict, out: Path, train_images: np.ndarray,
-                 device: torch.device, progress: bool) -> None:
+                 device: torch.device, progress: bool,
+                 dist_ctx: distributed.DistContext | None = None) -> None:
         train_cfg = config["train"]
         self.config = config
         self.train_cfg = train_cfg
@@ -153,7 +164,12 @@ class _Loop:
         self.model_name = config["model"]["name"]
         self.progress = progress
         self.stop_signal: int | None = None
+        self.stop_agreed = False
+        self.dist = dist_ctx if dist_ctx is not None else distributed.DistContext()
+        # train.batch_size is the global batch; each rank computes its slice of it.
         self.batch_size = train_cfg["batch_size"]
+        _check_batch_split(self.batch_size, self.dist.world_size)
+        self.local_batch = self.batch_size // self.dist.world_size
         self.dataset_size = int(train_images.shape[0])
         if self.dataset_size < self.batch_size:
             raise ConfigError(
@@ -169,6 +185,11 @@ class _Loop:
         adversary = adversary_of(model)
         adversary_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
         generator_params = [p for p in model.parameters() if id(p) not in adversary_ids and p.requires_grad]
+        self.generator_params = generator_params
+        self.adversary_params = (
+            [p for p in adversary.parameters() if p.requires_grad] if adversary is not None else []
+        )
+        distributed.broadcast_parameters(self.model, self.dist)
         self.optimizer = torch.optim.Adam(
             generator_params, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"])
         )
@@ -201,6 +222,13 @@ class _Loop:
         self.steps_since_log = 0
         self.records: list[dict] = []
         self.last_checkpoint: Path | None = None
+        self._reseed_rank_noise()
+
+    def _reseed_rank_noise(self) -> None:
+        """Under torchrun, give each rank its own sampling-noise stream (the weights were initialised
+        from the common seed before this). Called again after a resume, whose RNG state is rank 0's."""
+        if self.dist.enabled:
+            torch.manual_seed(self.train_cfg["seed"] * 1_000_003 + self.dist.rank * 7_919 + self.iteration)
 
     # -- checkpoint state --
     def state(self) -> dict[str, Any]:
@@ -249,6 +277,7 @@ class _Loop:
         self.steps_since_log = int(state["steps_since_log"])
         self.records = [r for r in rundir.read_log(self.out) if r.get("iter", 0) <= self.iteration]
         self.last_checkpoint = checkpoint_dir
+        self._reseed_rank_noise()
 
     # -- one step --
     def next_batch(self) -> torch.Tensor:
@@ -257,6 +286,9 @@ class _Loop:
             self.permutation = order.to(self.device)
             self.position = 0
         index = self.permutation[self.position : self.position + self.batch_size]
+        if self.dist.enabled:
+            start = self.dist.rank * self.local_batch
+            index = index[start : start + self.local_batch]
         self.position += self.batch_size
         x = self.images[index].to(torch.float32).div_(255.0)
         if self.channels_last:
@@ -269,6 +301,11 @@ class _Loop:
         with self.autocast():
             out = self.compute_loss(x, dataset_size=self.dataset_size)
         out.loss.backward()
+        if self.dist.enabled:
+            # The stop request rides along with the gradients: every rank stops after the same step.
+            stop = torch.tensor([0.0 if self.stop_signal is None else 1.0])
+            agreed = distributed.all_reduce_mean_grads(self.generator_params, self.dist, extra=stop)
+            self.stop_agreed = bool(agreed.item() > 0)
         self.optimizer.step()
         terms = {"loss": out.loss.detach(), **out.terms}
         if self.adv_optimizer is not None:
@@ -278,10 +315,12 @@ class _Loop:
             with self.autocast():
                 adv_out = self.model.adversary_loss(x, out.x_hat.detach())
             adv_out.loss.backward()
+            distributed.all_reduce_mean_grads(self.adversary_params, self.dist)
             self.adv_optimizer.step()
             adv_terms = {"adv_loss": adv_out.loss.detach(), **adv_out.terms}
             for name, value in adv_terms.items():
                 terms[name if name not in terms else f"adv_{name}"] = value
+        distributed.broadcast_buffers(self.model, self.dist)
         self.iteration += 1
         self._accumulate(terms)
 
@@ -305,6 +344,17 @@ class _Loop:
         self.steps_since_log += 1
 
     # -- syncs: finiteness check, log record, checkpoint --
+    def reduce_terms(self) -> None:
+        """Under torchrun: average the accumulated terms over ranks and take the earliest non-finite
+        iteration. Idempotent between logs (re-averaging values that are already equal changes nothing)."""
+        if not self.dist.enabled or self.term_sums is None:
+            return
+        distributed.all_reduce_(self.term_sums, self.dist, "sum").div_(self.dist.world_size)
+        never = torch.iinfo(torch.int64).max
+        first = torch.where(self.first_bad < 0, torch.full_like(self.first_bad, never), self.first_bad)
+        distributed.all_reduce_(first, self.dist, "min")
+        self.first_bad = torch.where(first == never, torch.full_like(first, -1), first)
+
     def check_finite(self) -> None:
         if self.first_bad is None:
             return
@@ -333,12 +383,17 @@ class _Loop:
             **{name: float(v) for name, v in zip(self.term_names, means, strict=True)},
         }
         self.records.append(record)
-        rundir.write_log(self.out, self.records)
+        if self.dist.is_main:
+            rundir.write_log(self.out, self.records)
         self.term_sums.zero_()
         self.steps_since_log = 0
         return record
 
     def checkpoint(self) -> None:
+        if not self.dist.is_main:
+            # Rank 0 writes; the others remember where it goes, for their messages.
+            self.last_checkpoint = rundir.checkpoint_dir_for(self.out, self.iteration)
+            return
         self.last_checkpoint = rundir.write_checkpoint(
             self.out,
             iteration=self.iteration,
@@ -353,7 +408,7 @@ class _Loop:
         checkpoint_every = self.train_cfg["checkpoint_every"]
         self.model.train()
         bar = tqdm(total=total, initial=self.iteration, desc=f"train {self.model_name}", unit="it",
-                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+                   file=sys.stderr, disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         interval_start = time.perf_counter()
         session_start_elapsed = self.elapsed_s
         session_start = interval_start
@@ -365,8 +420,9 @@ class _Loop:
                     self.elapsed_s = session_start_elapsed + (time.perf_counter() - session_start)
                     log_due = self.iteration % log_every == 0 or self.iteration == total
                     checkpoint_due = self.iteration % checkpoint_every == 0 or self.iteration == total
-                    stopping = self.stop_signal is not None
+                    stopping = self.stop_agreed if self.dist.enabled else self.stop_signal is not None
                     if log_due or checkpoint_due or stopping:
+                        self.reduce_terms()
                         self.check_finite()
                     if log_due:
                         now = time.perf_counter()
@@ -380,7 +436,7 @@ class _Loop:
                     if checkpoint_due or stopping:
                         self.checkpoint()
                     if stopping:
-                        name = signal.Signals(self.stop_signal).name
+                        name = signal.Signals(self.stop_signal or signal.SIGTERM).name
                         raise TrainingInterrupted(
                             f"{name} at iteration {self.iteration}: checkpoint written to "
                             f"{self.last_checkpoint}; continue with --resume"
@@ -408,18 +464,42 @@ def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = 
     """
     config = validate_config(config, "config")
     out = Path(out)
-    stored_config = _prepare_out_dir(out, resume=resume, force=force)
     train_cfg = config["train"]
+    device = resolve_device(train_cfg["device"])
+    # Under torchrun this joins the process group; otherwise a single-process context.
+    ctx = distributed.context_from_env(device.type)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    try:
+        return _train(config, out, resume=resume, force=force, progress=progress, device=device, ctx=ctx)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(config: dict, out: Path, *, resume: bool, force: bool, progress: bool | None,
+           device: torch.device, ctx: distributed.DistContext) -> Path:
+    train_cfg = config["train"]
+    _check_batch_split(train_cfg["batch_size"], ctx.world_size)
+    stored_config = distributed.run_on_main(
+        lambda: _prepare_out_dir(out, resume=resume, force=force), ctx
+    )
     if train_cfg["malloc_tuning"]:
         tune_glibc_malloc()
     if train_cfg["num_threads"] > 0:
         torch.set_num_threads(train_cfg["num_threads"])
-    device = resolve_device(train_cfg["device"])
 
     from factorlens.data import load_dataset
 
-    show_progress = progress_enabled() if progress is None else progress
-    dataset = load_dataset(config["data"]["spec"], progress=show_progress)
+    show_progress = (progress_enabled() if progress is None else progress) and ctx.is_main
+
+    def load():
+        data_cfg = config["data"]
+        return load_dataset(data_cfg["spec"], skip_bad=data_cfg["skip_bad"], progress=show_progress)
+
+    # Rank 0 decodes first (and fills the cache), then the other ranks read the cache.
+    loaded: list = []
+    distributed.run_on_main(lambda: loaded.append(load()), ctx)
+    dataset = loaded[0] if loaded else load()
     if stored_config is not None:
         split = _read_split(out, expected_n=len(dataset))
         train_idx = np.asarray(split["train"], dtype=np.int64)
@@ -440,7 +520,7 @@ def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = 
             )
 
     loop = _Loop(model=model, config=config, out=out, train_images=dataset.images[train_idx], device=device,
-                 progress=show_progress)
+                 progress=show_progress, dist_ctx=ctx)
     if stored_config is not None and (out / rundir.POINTER_FILE).exists():
         checkpoint_dir = rundir.latest_checkpoint(out)
         loop.restore(checkpoint_dir)
@@ -452,9 +532,21 @@ def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = 
         if loop.iteration == train_cfg["iterations"] and (out / rundir.SUMMARY_FILE).exists():
             return out  # already complete: nothing to do
 
+    if ctx.is_main:
+        _write_run_files(out, config, dataset, train_idx, test_idx, fresh=stored_config is None)
+    distributed.barrier(ctx)
+
+    loop.run()
+    if ctx.is_main:
+        _write_summary(loop, config)
+    return out
+
+
+def _write_run_files(out: Path, config: dict, dataset, train_idx: np.ndarray, test_idx: np.ndarray, *,
+                     fresh: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / rundir.CONFIG_FILE, dump_config(config))
-    if stored_config is None:
+    if fresh:
         atomic_write_json(out / rundir.SPLIT_FILE, {
             "train": train_idx.tolist(),
             "test": test_idx.tolist(),
@@ -464,10 +556,6 @@ def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = 
         })
     # summary.json marks a complete run: it goes while the run is being (re)trained.
     (out / rundir.SUMMARY_FILE).unlink(missing_ok=True)
-
-    loop.run()
-    _write_summary(loop, config)
-    return out
 
 
 def _read_split(out: Path, *, expected_n: int) -> dict:
@@ -493,6 +581,7 @@ def _write_summary(loop: _Loop, config: dict) -> None:
         "device": str(loop.device),
         "precision": config["train"]["precision"],
         "num_threads": torch.get_num_threads(),
+        "processes": loop.dist.world_size,
         "torch_version": torch.__version__,
         "final_terms": {k: v for k, v in last.items() if k not in ("iter", "time_s", "images_per_s")},
     })

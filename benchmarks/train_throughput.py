@@ -1,0 +1,100 @@
+"""Training throughput of every model: images/s, ms/iteration and peak memory per model x batch x precision.
+
+Runs the real training step of ``factorlens.training`` (the same ``_Loop.step`` that ``factorlens train``
+uses: uint8 images held in memory, per-batch conversion, channels_last, optional bf16 autocast, the
+adversary's update for ``btcvae-adv``) on random 64x64 RGB images, so data decoding is not measured.
+
+    python -m benchmarks.train_throughput                       # every model, batch 64 and 256, fp32 and bf16
+    python -m benchmarks.train_throughput --models btcvae --batch-sizes 64 --precisions fp32 bf16
+
+Not a test: it prints a table (markdown) and asserts nothing. Run it on a quiet machine; a second process
+on a 2-core machine halves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from factorlens.config import validate_config
+from factorlens.training import trainer as trainer_module
+from factorlens.training._malloc import tune_glibc_malloc
+from factorlens.training.rundir import instantiate_model
+
+DEFAULT_MODELS = ("vae", "btcvae", "btcvae-resnet", "btcvae-adv", "gan")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, steps: int,
+            dataset_size: int = 4096) -> dict:
+    """Time ``steps`` training steps after ``warmup`` untimed ones; returns the figures of one row."""
+    config = validate_config({
+        "model": {"name": model_name, "latent_dim": 32},
+        "train": {"iterations": warmup + steps, "batch_size": batch_size, "precision": precision,
+                  "device": "cpu", "log_every": 10_000, "checkpoint_every": 10_000, "seed": 0},
+        "data": {"spec": "synthetic-lesions"},
+    }, "benchmark")
+    torch.manual_seed(0)
+    model, section = instantiate_model(config["model"], channels=3)
+    config = {**config, "model": section}
+    images = np.random.default_rng(0).integers(0, 256, size=(dataset_size, 3, 64, 64), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = trainer_module._Loop(model=model, config=config, out=Path(tmp), train_images=images,
+                                    device=torch.device("cpu"), progress=False)
+        for _ in range(warmup):
+            loop.step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            loop.step()
+        # The step accumulates loss terms on the device; reading them forces the last step to finish.
+        float(loop.term_sums.sum())
+        elapsed = time.perf_counter() - start
+    return {
+        "model": model_name,
+        "batch": batch_size,
+        "precision": precision,
+        "images_per_s": steps * batch_size / elapsed,
+        "ms_per_iter": 1000 * elapsed / steps,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    # The trainer applies the same settings (train.malloc_tuning, train.num_threads).
+    tune_glibc_malloc()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cpu = platform.processor() or platform.machine()
+    day = time.strftime("%Y-%m-%d")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}, {day}")
+    print("| model | batch | precision | images/s | ms/iter | peak RSS (MiB, process so far) |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name in args.models:
+        for batch in args.batch_sizes:
+            for precision in args.precisions:
+                row = measure(name, batch, precision, warmup=args.warmup, steps=args.steps)
+                print(f"| {row['model']} | {row['batch']} | {row['precision']} | {row['images_per_s']:.0f} | "
+                      f"{row['ms_per_iter']:.1f} | {row['peak_rss_mib']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
