@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from test_training import DATA_SPEC, tiny_instantiate
+from test_training import DATA_SPEC, register_tiny_models, tiny_instantiate
 
 import factorlens.cli.main as cli_main
 from factorlens.cli.main import main
@@ -21,6 +21,7 @@ from factorlens.training import load_run, rundir
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path_factory):
+    register_tiny_models(monkeypatch)
     monkeypatch.setattr(rundir, "instantiate_model", tiny_instantiate)
     monkeypatch.setenv("FACTORLENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("FACTORLENS_NO_PROGRESS", "1")

@@ -30,7 +30,8 @@ def test_defaults_filled_and_yaml_1_2_floats_read_as_numbers(tmp_path):
     assert config["train"]["lr"] == 1e-4 and isinstance(config["train"]["lr"], float)
     assert config["train"]["iterations"] == 7
     assert config["train"]["batch_size"] == TRAIN_OPTIONS["batch_size"].default == 256
-    assert config["data"] == {"spec": "synthetic-lesions", "test_fraction": 0.2, "split_seed": 0}
+    assert config["data"] == {"spec": "synthetic-lesions", "test_fraction": 0.2, "split_seed": 0,
+                              "skip_bad": False}
     # round trip through the YAML written into run directories
     assert load_config(write(tmp_path, dump_config(config))) == config
 

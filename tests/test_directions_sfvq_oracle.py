@@ -170,3 +170,10 @@ def test_discover_pipeline_writes_scored_directions(tmp_path) -> None:
     loaded = DirectionSet.load(tmp_path)
     assert set(DirectionSet.read_figures(tmp_path)) == {"traversal.png", "effect_matrix.png"}
     np.testing.assert_array_equal(loaded.matrix, directions.matrix)
+
+
+def test_discover_cli_lists_every_registered_method() -> None:
+    from factorlens.cli.discover import METHOD_NAMES
+    from factorlens.directions import DIRECTION_METHODS
+
+    assert list(METHOD_NAMES) == DIRECTION_METHODS.names()

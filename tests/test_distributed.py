@@ -75,7 +75,8 @@ SCRIPT = textwrap.dedent('''
         MODELS.register("probe-" + name)(ModelEntry(
             entry.config_class, (lambda factory: lambda c, ch: keep(factory(c, ch)))(entry.factory), "test"))
 
-    out, model, iters, batch, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    out, model, resume = sys.argv[1], sys.argv[2], sys.argv[5]
+    iters, batch = int(sys.argv[3]), int(sys.argv[4])
     config = {"model": {"name": model, "latent_dim": 4},
               "train": {"iterations": iters, "batch_size": batch, "lr": 1e-3, "device": "cpu",
                         "log_every": 1, "checkpoint_every": 2, "seed": 3, "num_threads": 1},

@@ -465,6 +465,29 @@ def test_bad_command_line_overrides(capsys, tmp_path):
     train_error(capsys, tmp_path, config, "model.beta", extra=("--set", "model.beta=-2"))
 
 
+def test_model_errors_name_the_file_and_come_before_loading_data(capsys, tmp_path):
+    config = tmp_path / "cfg.yaml"
+    # The data spec is broken too: the model error must win, without touching the (missing) data.
+    config.write_text("model: {name: btcvae, latent_dim: 4, beta: -1.0}\n"
+                      f"data: {{spec: 'folder:{tmp_path / 'nowhere'}'}}\n")
+    train_error(capsys, tmp_path, config, "model.beta", ">= 0", str(config))
+
+
+def test_train_skip_bad_trains_on_the_readable_images(capsys, tmp_path):
+    images = {f"good{i}.jpg": good_jpeg() for i in range(12)}
+    root = folder(tmp_path, {**images, "bad.jpg": BROKEN["truncated"]})
+    config = write_config(tmp_path)
+    out = tmp_path / "run"
+    train_error(capsys, tmp_path, config, str(root / "bad.jpg"), extra=("--data", f"folder:{root}"))
+    with pytest.warns(UserWarning, match="skipped unreadable image"):
+        result = cli(capsys, "train", "--config", config, "--out", out, "--iters", "1",
+                     "--data", f"folder:{root}", "--skip-bad")
+    assert result.code == 0, result.err
+    split = json.loads((out / "split.json").read_text())
+    assert split["n"] == 12
+    assert "skip_bad: true" in (out / "config.yaml").read_text()
+
+
 def test_batch_larger_than_training_split(capsys, tmp_path):
     train_error(capsys, tmp_path, write_config(tmp_path, train="batch_size: 512"), "train.batch_size 512")
 
@@ -597,6 +620,13 @@ def test_subprocess_truncated_jpeg_and_bad_config(tmp_path):
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], stderr
     assert cache_files(tmp_path) == [] and not (tmp_path / "run").exists()
+    # After the refusals (this one may write its cache). Warnings are one line each too,
+    # `warning: <message>`, not Python's two-line format.
+    skipping = start_process(tmp_path, "data", "info", f"folder:{root}", "--skip-bad")
+    stdout, stderr = skipping.communicate(timeout=120)
+    assert skipping.returncode == 0, stderr
+    assert stderr.strip().splitlines() == [f"warning: skipped unreadable image {root / 'bad.jpg'}"]
+    assert "skipped_bad_images=1" in stdout
 
 
 def test_folder_csv_path_with_a_nul_byte(capsys, tmp_path):

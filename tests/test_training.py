@@ -6,6 +6,7 @@ check the loop itself in a second or two; ``instantiate_model`` is swapped for o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -13,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from factorlens.errors import CheckpointError, ConfigError, TrainingError
+from factorlens.models import MODELS, ModelEntry
 from factorlens.models.base import LatentModel, StepOutput
 from factorlens.training import load_run, rundir, train
 from factorlens.training.trainer import TrainingInterrupted
@@ -87,6 +91,41 @@ class TinyAdversarial(TinyVAE):
 TINY_MODELS = {"tiny": TinyVAE, "tiny-adv": TinyAdversarial}
 
 
+@dataclass
+class TinyConfig:
+    latent_dim: int = 4
+    nan_at: int = 0
+
+    def validate(self) -> None:
+        if self.latent_dim < 1:
+            raise ConfigError(f"model.latent_dim: must be >= 1, got {self.latent_dim}")
+
+
+@dataclass
+class TinyAdversarialConfig:
+    latent_dim: int = 4
+
+    def validate(self) -> None:
+        TinyConfig(self.latent_dim).validate()
+
+
+def _tiny_factory(model_class: type) -> Callable:
+    return lambda config, channels: model_class(channels, **dataclasses.asdict(config))
+
+
+# Registry entries, so that configs naming the tiny models pass validation (which checks the model's
+# params before loading data); ``register_tiny_models`` adds them for one test (undone afterwards).
+TINY_ENTRIES = {
+    "tiny": ModelEntry(TinyConfig, _tiny_factory(TinyVAE), "test model"),
+    "tiny-adv": ModelEntry(TinyAdversarialConfig, _tiny_factory(TinyAdversarial), "test model"),
+}
+
+
+def register_tiny_models(monkeypatch) -> None:
+    for name, entry in TINY_ENTRIES.items():
+        monkeypatch.setitem(MODELS._items, name, entry)
+
+
 def tiny_instantiate(model_section: dict, *, channels: int):
     params = {k: v for k, v in model_section.items() if k != "name"}
     return TINY_MODELS[model_section["name"]](channels=channels, **params), dict(model_section)
@@ -94,6 +133,7 @@ def tiny_instantiate(model_section: dict, *, channels: int):
 
 @pytest.fixture(autouse=True)
 def tiny_models(monkeypatch, tmp_path_factory):
+    register_tiny_models(monkeypatch)
     monkeypatch.setattr(rundir, "instantiate_model", tiny_instantiate)
     monkeypatch.setenv("FACTORLENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("FACTORLENS_NO_PROGRESS", "1")
@@ -276,7 +316,10 @@ SIGTERM_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import test_training
+from factorlens.models import MODELS
 from factorlens.training import rundir
+for name, entry in test_training.TINY_ENTRIES.items():
+    MODELS.register(name)(entry)
 rundir.instantiate_model = test_training.tiny_instantiate
 from factorlens.cli.main import main
 sys.exit(main(["train", "--config", {config!r}, "--out", {out!r}]))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+# The names of ``factorlens.directions.DIRECTION_METHODS``, spelled out so that building the parser (every
+# `factorlens` command, `--help` included) does not import torch; a test keeps the two in step.
+METHOD_NAMES = ("axes", "pca", "random", "sefa", "sfvq", "voynov")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from factorlens.directions import DIRECTION_METHODS
-
     parser = subparsers.add_parser(
         "discover",
         help="discover interpretable latent directions of a trained run",
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a traversal grid and (for datasets with an oracle) an effect-matrix heat map.",
     )
     parser.add_argument("run", help="run directory written by `factorlens train`")
-    parser.add_argument("--method", required=True, help=f"one of: {', '.join(DIRECTION_METHODS.names())}")
+    parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHOD_NAMES)}")
     parser.add_argument("--out", default=None, help="output directory (default RUN/directions/<method>)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of learned methods")
     parser.add_argument("-k", type=int, default=None, help="number of directions (default: method's)")

@@ -45,16 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
-    """Print a warning as ``warning: <message>`` on one line: users need the message (which names the
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
+    """Format a warning as ``warning: <message>`` on one line: users need the message (which names the
     file and the count), not the source line of factorlens that raised it."""
     text = " ".join(str(message).split())
-    print(f"warning: {text}", file=file if file is not None else sys.stderr)
+    return f"warning: {text}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 ok, 2 user error, 130 interrupted)."""
-    warnings.showwarning = _one_line_warning
+    previous_format = warnings.formatwarning
+    # formatwarning, not showwarning: warnings recorded by callers (pytest.warns, catch_warnings) stay
+    # recorded; only how a displayed warning looks changes.
+    warnings.formatwarning = _one_line_warning
+    try:
+        return _run(argv)
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2 inside argparse
     func = getattr(args, "func", None)
