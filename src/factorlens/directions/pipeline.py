@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,14 @@ def discover_for_model(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = GeneratorAdapter.from_model(model, images)
+    started = time.perf_counter()
     directions = discover_directions(adapter, method, k=k, seed=seed, steps=steps)
+    seconds = {"discover": round(time.perf_counter() - started, 2)}
     figures = {TRAVERSAL_FILE: f"{method} directions: traversals of one base code over [-3, 3] posterior sd"}
     save_traversal_grid(adapter, directions, out / TRAVERSAL_FILE, seed=seed)
     scores: dict = {"method": method, "base_source": adapter.base_source}
     if dataset_name is not None and dataset_name in ORACLES:
+        started = time.perf_counter()
         oracle = ORACLES.get(dataset_name)
         result = score_directions(
             adapter, directions, oracle.read, oracle.factor_names, num_codes=score_codes, seed=seed
@@ -54,10 +58,15 @@ def discover_for_model(
         scores.update(result.to_json())
         save_effect_heatmap(result.effect, oracle.factor_names, out / EFFECT_FILE, title=f"{method} effects")
         figures[EFFECT_FILE] = f"{method}: interventional effect of each direction on each oracle factor"
+        seconds["score"] = round(time.perf_counter() - started, 2)
     else:
         scores["oracle"] = None
     if rca_steps > 0 and directions.num_directions <= adapter.latent_dim:
+        started = time.perf_counter()
         scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed)
+        seconds["rca"] = round(time.perf_counter() - started, 2)
+    # Wall-clock cost of each stage on this machine (informative only; docs/performance.md).
+    scores["seconds"] = seconds
     atomic_write_json(out / SCORES_FILE, scores)
     directions.save(out, figures=figures)
     return directions
