@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -368,3 +369,85 @@ def test_bf16_autocast_trains_and_differs_from_fp32(tmp_path):
     w32 = load_file(str(fp32 / "checkpoints/iter-10/model.safetensors"))["dec.weight"]
     w16 = load_file(str(bf16 / "checkpoints/iter-10/model.safetensors"))["dec.weight"]
     assert w16.dtype == torch.float32 and not torch.equal(w32, w16)
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    real_write = rundir.atomic_write_bytes
+
+    def full_disk_at_iteration_20(path, data):
+        if "iter-20" in str(path) and Path(path).name == rundir.STATE_FILE:
+            real_write(Path(path).with_name(".partial"), data[: len(data) // 2])  # a torn write...
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(rundir, "atomic_write_bytes", full_disk_at_iteration_20)
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointError) as error:
+        train(tiny_config(iterations=30, checkpoint_every=10), out)
+    message = str(error.value)
+    assert "iteration 20" in message and "No space left on device" in message
+    assert "checkpoints/iter-10 is intact" in message
+    assert json.loads((out / "checkpoint.json").read_text())["latest"] == "checkpoints/iter-10"
+    assert load_run(out).iteration == 10
+    monkeypatch.setattr(rundir, "atomic_write_bytes", real_write)
+    # ...is harmless: the resumed run rewrites iter-20 and ends where an uninterrupted run ends.
+    resumed = train(tiny_config(iterations=30, checkpoint_every=10), out, resume=True)
+    straight = train(tiny_config(iterations=30, checkpoint_every=10), tmp_path / "straight")
+    a = load_file(str(straight / "checkpoints/iter-30/model.safetensors"))
+    b = load_file(str(resumed / "checkpoints/iter-30/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+KILL_SCRIPT = SIGTERM_SCRIPT.replace('"--out", {out!r}]', '"--out", {out!r}, "--resume"]')
+
+
+def test_kill_9_at_any_moment_then_resume_ends_like_an_uninterrupted_run(tmp_path):
+    """SIGKILL (no handler runs) three times at random moments; every time the run resumes from an intact
+    checkpoint, and the final weights equal those of a run that was never killed."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"model: {{name: tiny}}\ndata: {{spec: '{DATA_SPEC}'}}\n"
+        "train: {iterations: 400, batch_size: 16, lr: 3.0e-3, log_every: 1, checkpoint_every: 1, "
+        "num_threads: 1, seed: 3}\n"
+    )
+    out = tmp_path / "run"
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), config=str(config), out=str(out))
+    env = {**os.environ, "FACTORLENS_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1",
+           "FACTORLENS_CACHE": str(tmp_path / "cache")}
+    def pointer_iteration() -> int:
+        # Only the pointer while the trainer runs: it prunes old checkpoint folders as it goes.
+        if not (out / "checkpoint.json").exists():
+            return 0
+        latest = json.loads((out / "checkpoint.json").read_text())["latest"]
+        return int(latest.removeprefix("checkpoints/iter-"))
+
+    rng = random.Random(0)
+    killed_at = []
+    for _ in range(3):
+        start = pointer_iteration()
+        proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            # Wait until this session has checkpointed past where it started, then a random extra delay.
+            while pointer_iteration() <= start:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "training never checkpointed"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
+            proc.kill()
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        killed_at.append(load_run(out).iteration)  # the checkpoint the pointer names is complete
+    assert killed_at == sorted(killed_at) and killed_at[-1] < 400, killed_at
+    final = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 400
+    straight = train(tiny_config(iterations=400, checkpoint_every=400, log_every=1), tmp_path / "straight")
+    a = load_file(str(straight / "checkpoints/iter-400/model.safetensors"))
+    b = load_file(str(out / "checkpoints/iter-400/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

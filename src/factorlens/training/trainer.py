@@ -384,7 +384,13 @@ class _Loop:
         }
         self.records.append(record)
         if self.dist.is_main:
-            rundir.write_log(self.out, self.records)
+            try:
+                rundir.write_log(self.out, self.records)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"could not write {self.out / rundir.LOG_FILE} at iteration {self.iteration}: "
+                    f"{exc.strerror or exc}; {self._kept()}"
+                ) from None
         self.term_sums.zero_()
         self.steps_since_log = 0
         return record
@@ -394,13 +400,27 @@ class _Loop:
             # Rank 0 writes; the others remember where it goes, for their messages.
             self.last_checkpoint = rundir.checkpoint_dir_for(self.out, self.iteration)
             return
-        self.last_checkpoint = rundir.write_checkpoint(
-            self.out,
-            iteration=self.iteration,
-            model_name=self.model_name,
-            weights=self.model.state_dict(),
-            state=self.state(),
-        )
+        try:
+            self.last_checkpoint = rundir.write_checkpoint(
+                self.out,
+                iteration=self.iteration,
+                model_name=self.model_name,
+                weights=self.model.state_dict(),
+                state=self.state(),
+            )
+        except OSError as exc:
+            # Disk full, quota, permissions: the pointer still names the previous, complete checkpoint
+            # (every file is written atomically and the pointer moves last).
+            raise CheckpointError(
+                f"could not write the checkpoint of iteration {self.iteration} to "
+                f"{rundir.checkpoint_dir_for(self.out, self.iteration)}: {exc.strerror or exc}; "
+                f"{self._kept()}"
+            ) from None
+
+    def _kept(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint was written yet"
+        return f"the previous checkpoint {self.last_checkpoint} is intact (free space, then --resume)"
 
     def run(self) -> None:
         total = self.train_cfg["iterations"]
