@@ -4,8 +4,9 @@ Importing this package registers the loaders in :data:`DATASETS`; :func:`load_da
 spec's name.
 """
 
-from factorlens.data import dsprites, folder, isic, synthetic  # noqa: F401  (importing registers the loaders)
+from factorlens.data import dsprites, exported, folder, isic, synthetic  # noqa: F401  (importing registers loaders)
 from factorlens.data.base import HANDCRAFTED_FACTOR_NAMES, IMAGE_SIZE, FactorSampler, ImageDataset, to_float
+from factorlens.data.exported import export_dataset
 from factorlens.data.handcrafted import handcrafted_factors
 from factorlens.data.loading import DATASETS, DatasetSpec, load_dataset, parse_spec
 from factorlens.data.split import describe, split_indices
@@ -21,6 +22,7 @@ __all__ = [
     "load_dataset",
     "parse_spec",
     "describe",
+    "export_dataset",
     "split_indices",
     "to_float",
 ]
