@@ -168,3 +168,25 @@ def test_encode_writes_means_logvars_and_dataset_arrays(tmp_path, capsys):
     assert_one_line_error(capsys.readouterr(), "run directory")
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 10
+
+
+@pytest.mark.parametrize(("preset", "batch", "lr"), [("cpu", 64, 1e-3), ("paper", 256, 1e-4)])
+def test_demo_trains_the_chosen_presets(tmp_path, monkeypatch, preset, batch, lr):
+    import factorlens.training
+    from factorlens.cli.demo import DEMO_MODELS, train_demo_runs
+
+    seen = []
+
+    def fake_train(config, out, *, resume, force):
+        seen.append((config, out, resume, force))
+        return out
+
+    monkeypatch.setattr(factorlens.training, "train", fake_train)
+    runs = train_demo_runs(tmp_path, list(DEMO_MODELS), data="synthetic-lesions:n=600", iters=3,
+                           force=False, preset=preset)
+    assert runs == [tmp_path / name for name in DEMO_MODELS]
+    assert [c["model"]["name"] for c, *_ in seen] == list(DEMO_MODELS)
+    for config, _, resume, force in seen:
+        assert config["train"]["batch_size"] == batch and config["train"]["lr"] == lr
+        assert config["train"]["iterations"] == 3 and config["data"]["spec"] == "synthetic-lesions:n=600"
+        assert config["model"]["latent_dim"] == 32 and resume and not force

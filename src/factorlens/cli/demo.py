@@ -20,27 +20,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="train, evaluate and report the four paper models on synthetic lesions (CPU, ~15 min)",
-        description="Trains vae, btcvae, btcvae-resnet and btcvae-adv with the configs/cpu presets into "
-        "OUT/<model>/, evaluates them into OUT/results/ (Table 1) and writes OUT/report.html.",
+        description="Trains vae, btcvae, btcvae-resnet and btcvae-adv with the configs/cpu (or --preset "
+        "paper) presets into OUT/<model>/, evaluates them into OUT/results/ (Table 1) and writes "
+        "OUT/report.html.",
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--models", default=",".join(DEMO_MODELS),
                         help=f"comma-separated models (default {','.join(DEMO_MODELS)})")
     parser.add_argument("--data", default=None, help="override the presets' data spec")
     parser.add_argument("--iters", type=int, default=None, help="override the presets' iterations")
+    parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
+                        help="configs/cpu (default: short CPU runs) or configs/paper (the paper's 100k "
+                        "iterations at batch 256: for a GPU)")
     parser.add_argument("--force", action="store_true", help="retrain runs that already exist")
     parser.set_defaults(func=run)
 
 
 def train_demo_runs(out: Path, models: list[str], *, data: str | None, iters: int | None,
-                    force: bool) -> list[Path]:
+                    force: bool, preset: str = "cpu") -> list[Path]:
     """Train (or reuse) one CPU-preset run per model; returns the run directories."""
     from factorlens.config import load_config, resolve_config_path, validate_config
     from factorlens.training import train
 
     run_dirs = []
     for name in models:
-        config = load_config(resolve_config_path(f"cpu/{name}"))
+        config = load_config(resolve_config_path(f"{preset}/{name}"))
         if data is not None:
             config["data"]["spec"] = data
         if iters is not None:
@@ -60,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--models is empty")
     out = Path(args.out)
     started = time.perf_counter()
-    run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force)
+    run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force,
+                               preset=args.preset)
 
     from factorlens.metrics import evaluate_runs
     from factorlens.viz import write_report
