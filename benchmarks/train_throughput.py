@@ -37,12 +37,13 @@ def peak_rss_mib() -> float:
 
 
 def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, steps: int,
-            dataset_size: int = 4096) -> dict:
+            dataset_size: int = 4096, compile_loss: bool = False) -> dict:
     """Time ``steps`` training steps after ``warmup`` untimed ones; returns the figures of one row."""
     config = validate_config({
         "model": {"name": model_name, "latent_dim": 32},
         "train": {"iterations": warmup + steps, "batch_size": batch_size, "precision": precision,
-                  "device": "cpu", "log_every": 10_000, "checkpoint_every": 10_000, "seed": 0},
+                  "device": "cpu", "log_every": 10_000, "checkpoint_every": 10_000, "seed": 0,
+                  "compile": compile_loss},
         "data": {"spec": "synthetic-lesions"},
     }, "benchmark")
     torch.manual_seed(0)
@@ -63,7 +64,7 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
     return {
         "model": model_name,
         "batch": batch_size,
-        "precision": precision,
+        "precision": precision + (" + compile" if compile_loss else ""),
         "images_per_s": steps * batch_size / elapsed,
         "ms_per_iter": 1000 * elapsed / steps,
         "peak_rss_mib": peak_rss_mib(),
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the loss computation (train.compile); warm-up includes compiling")
     args = parser.parse_args(argv)
     # The trainer applies the same settings (train.malloc_tuning, train.num_threads).
     tune_glibc_malloc()
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         for batch in args.batch_sizes:
             for precision in args.precisions:
-                row = measure(name, batch, precision, warmup=args.warmup, steps=args.steps)
+                row = measure(name, batch, precision, warmup=args.warmup, steps=args.steps,
+                              compile_loss=args.compile)
                 print(f"| {row['model']} | {row['batch']} | {row['precision']} | {row['images_per_s']:.0f} | "
                       f"{row['ms_per_iter']:.1f} | {row['peak_rss_mib']:.0f} |", flush=True)
 
