@@ -183,10 +183,10 @@ def test_demo_trains_the_chosen_presets(tmp_path, monkeypatch, preset, batch, lr
 
     monkeypatch.setattr(factorlens.training, "train", fake_train)
     runs = train_demo_runs(tmp_path, list(DEMO_MODELS), data="synthetic-lesions:n=600", iters=3,
-                           force=False, preset=preset)
+                           force=False, preset=preset, seed=5)
     assert runs == [tmp_path / name for name in DEMO_MODELS]
     assert [c["model"]["name"] for c, *_ in seen] == list(DEMO_MODELS)
     for config, _, resume, force in seen:
         assert config["train"]["batch_size"] == batch and config["train"]["lr"] == lr
         assert config["train"]["iterations"] == 3 and config["data"]["spec"] == "synthetic-lesions:n=600"
-        assert config["model"]["latent_dim"] == 32 and resume and not force
+        assert config["model"]["latent_dim"] == 32 and config["train"]["seed"] == 5 and resume and not force

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"comma-separated models (default {','.join(DEMO_MODELS)})")
     parser.add_argument("--data", default=None, help="override the presets' data spec")
     parser.add_argument("--iters", type=int, default=None, help="override the presets' iterations")
+    parser.add_argument("--seed", type=int, default=None, help="override the presets' train.seed (weights, "
+                        "batch order, noise; the data split stays data.split_seed)")
     parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
                         help="configs/cpu (default: short CPU runs) or configs/paper (the paper's 100k "
                         "iterations at batch 256: for a GPU)")
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_demo_runs(out: Path, models: list[str], *, data: str | None, iters: int | None,
-                    force: bool, preset: str = "cpu") -> list[Path]:
+                    force: bool, preset: str = "cpu", seed: int | None = None) -> list[Path]:
     """Train (or reuse) one CPU-preset run per model; returns the run directories."""
     from factorlens.config import load_config, resolve_config_path, validate_config
     from factorlens.training import train
@@ -49,6 +51,8 @@ def train_demo_runs(out: Path, models: list[str], *, data: str | None, iters: in
             config["data"]["spec"] = data
         if iters is not None:
             config["train"]["iterations"] = iters
+        if seed is not None:
+            config["train"]["seed"] = seed
         config = validate_config(config, f"demo --models {name}")
         started = time.perf_counter()
         # resume=True: a finished run with the same config is reused, an interrupted one continues.
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force,
-                               preset=args.preset)
+                               preset=args.preset, seed=args.seed)
 
     from factorlens.metrics import evaluate_runs
     from factorlens.viz import write_report
