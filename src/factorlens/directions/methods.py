@@ -147,6 +147,45 @@ def pca(
     )
 
 
+@DIRECTION_METHODS.register("kmeans")
+def kmeans(
+    adapter: GeneratorAdapter,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    num_samples: int = 4096,
+) -> DirectionSet:
+    """Klindt et al.'s directions: K-means centroids of the L2-normalised base codes, normalised.
+
+    Each base code (encoder mean, or a prior draw for a GAN) is scaled to unit length, so the clusters
+    group codes by *direction* from the origin (the prior mean), not by distance; the K unit centroids,
+    ordered by cluster size, are the directions. ``steps`` is unused (K-means runs to convergence,
+    10 restarts). Pair them with :func:`~factorlens.directions.scores.interpretability_index`.
+    """
+    from sklearn.cluster import KMeans
+
+    codes = adapter.reference_codes(num_samples, seed=seed)
+    norms = np.linalg.norm(codes, axis=1, keepdims=True)
+    unit = codes[norms[:, 0] > 1e-12] / norms[norms[:, 0] > 1e-12]
+    k = _resolve_k(k, adapter.latent_dim, "kmeans")
+    if len(unit) < k:
+        raise ConfigError(f"kmeans needs at least k={k} non-zero base codes, got {len(unit)}")
+    fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(unit)
+    sizes = np.bincount(fitted.labels_, minlength=k)
+    order = np.argsort(-sizes, kind="stable")
+    centroids = fitted.cluster_centers_[order]
+    matrix = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return DirectionSet(
+        matrix=matrix,
+        scales=adapter.direction_scales(matrix),
+        method="kmeans",
+        params={"num_codes": int(len(unit)), "n_init": 10, "base_source": adapter.base_source},
+        seed=seed,
+        extras={"cluster_sizes": sizes[order].tolist(), "inertia": float(fitted.inertia_)},
+    )
+
+
 def random_orthonormal(num_directions: int, latent_dim: int, seed: int) -> np.ndarray:
     """``[K, d]`` random orthonormal rows (QR of a Gaussian matrix, sign-fixed), ``K <= d``."""
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ from factorlens.directions.direction_set import DirectionSet
 from factorlens.directions.figures import save_effect_heatmap, save_traversal_grid
 from factorlens.directions.methods import discover_directions
 from factorlens.directions.oracle import ORACLES
-from factorlens.directions.scores import rca_comparison, score_directions
+from factorlens.directions.scores import interpretability_index, rca_comparison, score_directions
 from factorlens.io import atomic_write_json
 
 TRAVERSAL_FILE = "traversal.png"
@@ -61,6 +61,10 @@ def discover_for_model(
         seconds["score"] = round(time.perf_counter() - started, 2)
     else:
         scores["oracle"] = None
+    # Klindt et al.'s index needs no oracle: every run gets it.
+    started = time.perf_counter()
+    scores["interpretability_index"] = interpretability_index(adapter, directions, seed=seed)
+    seconds["interpretability"] = round(time.perf_counter() - started, 2)
     if rca_steps > 0 and directions.num_directions <= adapter.latent_dim:
         started = time.perf_counter()
         scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed)
