@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from factorlens.directions import GeneratorAdapter, discover_directions
 from factorlens.directions.oracle import ORACLES, region_geometry
 from factorlens.directions.sfvq import double_curve, fit_sfvq
+from factorlens.errors import ConfigError
 from factorlens.models.base import LatentModel
 
 
@@ -48,6 +49,19 @@ def test_sfvq_follows_an_l_shaped_data_set() -> None:
     # the two most populated segments run along the two arms of the L
     assert sorted(cos.argmax(axis=1).tolist()) == [0, 1]
     assert cos.max(axis=1).min() >= 0.95
+
+
+def test_sfvq_skips_segments_that_repeat_a_direction_already_taken() -> None:
+    codes = l_shaped_codes()
+    adapter = GeneratorAdapter(lambda z: z, 4, posterior_codes=codes)
+    found = discover_directions(adapter, "sfvq", steps=600, bits=3, lr=0.02, seed=0)
+    unit = found.unit_matrix()
+    off_diagonal = np.abs(unit @ unit.T)[~np.eye(len(unit), dtype=bool)]
+    assert off_diagonal.max() < 0.9  # no two directions on the same line
+    # The zig-zag curve has near-parallel segments: at least one was skipped as a repeat.
+    assert len(found.extras["skipped_near_duplicates"]) >= 1
+    with pytest.raises(ConfigError, match="max_abs_cos"):
+        discover_directions(adapter, "sfvq", k=7, steps=600, bits=3, lr=0.02, seed=0)
 
 
 def draw_ellipse(size: int, cx: float, cy: float, a: float, b: float, angle: float) -> np.ndarray:

@@ -313,6 +313,10 @@ def test_modularity_closed_form_and_explicitness():
     bad = modularity_explicitness(random_codes, factors, num_train=400, num_test=200)
     assert good.modularity > 0.95 and good.explicitness_test > 0.75
     assert bad.modularity < good.modularity - 0.3 and abs(bad.explicitness_test - 0.5) < 0.1
+    # dlib z-scores the codes before the (regularised) logistic regression: the scale does not matter.
+    shrunk = modularity_explicitness(identity * 0.01, factors, num_train=400, num_test=200)
+    assert shrunk.explicitness_test == pytest.approx(good.explicitness_test, abs=1e-6)
+    assert shrunk.modularity == pytest.approx(good.modularity)
 
 
 def test_dci_sap_modularity_pinned_on_a_seeded_example():
@@ -328,7 +332,7 @@ def test_dci_sap_modularity_pinned_on_a_seeded_example():
     assert sap(codes, factors, num_train=200, num_test=100).score == pytest.approx(0.185)
     modularity = modularity_explicitness(codes, factors, num_train=200, num_test=100)
     assert (modularity.modularity, modularity.explicitness_test) == pytest.approx(
-        (0.665601346, 0.826425927), abs=1e-6
+        (0.665601346, 0.826071556), abs=1e-6
     )
 
 
@@ -362,9 +366,40 @@ def test_interventional_scores_are_one_for_an_identity_encoder_and_chance_for_a_
 
     good = factor_vae_score(sampler, identity_encoder, num_train=200, num_eval=100, num_variance_estimate=500)
     assert good.train_accuracy == 1.0 and good.eval_accuracy == 1.0 and good.num_active_dims == 3
+    # dlib prunes on the standard deviation (< 0.05), not the variance: a latent with std 0.1
+    # (variance 0.01) stays active.
+    quiet = factor_vae_score(
+        sampler, lambda images: 0.1 * identity_encoder(images) / np.array([0.82, 1.41, 1.12]),
+        num_train=50, num_eval=20, num_variance_estimate=500,
+    )
+    assert quiet.num_active_dims == 3 and quiet.eval_accuracy == 1.0
+    tiny = factor_vae_score(
+        sampler, lambda images: 0.01 * identity_encoder(images) / np.array([0.82, 1.41, 1.12]),
+        num_train=50, num_eval=20, num_variance_estimate=500,
+    )
+    assert tiny.num_active_dims == 0 and tiny.eval_accuracy == 0.0
     bad = factor_vae_score(sampler, random_encoder, num_train=200, num_eval=100, num_variance_estimate=500)
     assert abs(bad.eval_accuracy - 1 / 3) < 0.15
     beta_good = beta_vae_score(sampler, identity_encoder, num_train=200, num_eval=100)
     assert beta_good.eval_accuracy == 1.0
     beta_bad = beta_vae_score(sampler, random_encoder, num_train=200, num_eval=100)
     assert abs(beta_bad.eval_accuracy - 1 / 3) < 0.15
+
+
+def test_table1_exact_mig_on_dsprites_scores_chen_s_four_factors() -> None:
+    from factorlens.metrics.table1 import METRICS, EvaluationInputs, EvaluationOptions
+
+    sizes = [3, 2, 2, 2, 2]  # a small grid with dSprites' factor names, in the canonical order
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), axis=-1).reshape(-1, 5)
+    codes = grid[:, 1:].astype(float) * 3.0  # one latent per non-shape factor
+    inputs = EvaluationInputs(
+        codes=codes,
+        logvars=np.full(codes.shape, np.log(0.01)),
+        factors=grid,
+        factor_names=["shape", "scale", "orientation", "posX", "posY"],
+        factor_sizes=sizes,
+    )
+    value = METRICS.get("mig_exact").compute(inputs, EvaluationOptions(exact_mig=True, exact_mig_samples=200))
+    assert value.estimator == "chen-exact-S200[scale,orientation,posX,posY]"
+    assert value.details["factors_scored"] == ["scale", "orientation", "posX", "posY"]
+    assert value.value > 0.9

@@ -147,6 +147,39 @@ def pca(
     )
 
 
+def _axial_kmeans(
+    unit: np.ndarray, k: int, *, restarts: int, rng: np.random.Generator, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Diametrical clustering (Dhillon et al. 2003) of unit vectors ``unit [N, d]`` into ``k`` *lines*.
+
+    Each vector goes to the line it is most parallel or anti-parallel to (largest ``(x . u)^2``); each
+    line is the leading eigenvector of its members' scatter matrix. Returns ``(lines [k, d], labels [N],
+    objective = mean max_k (x . u_k)^2)`` of the best of ``restarts`` random starts.
+    """
+    best: tuple[np.ndarray, np.ndarray, float] | None = None
+    for _ in range(restarts):
+        lines = unit[rng.choice(len(unit), size=k, replace=False)].copy()
+        labels = np.full(len(unit), -1)
+        for _ in range(max_iter):
+            fit = (unit @ lines.T) ** 2  # [N, k]
+            new_labels = fit.argmax(axis=1)
+            if np.array_equal(new_labels, labels):
+                break
+            labels = new_labels
+            for c in range(k):
+                members = unit[labels == c]
+                if len(members) == 0:
+                    # An empty line restarts at the vector the current lines explain worst.
+                    lines[c] = unit[fit.max(axis=1).argmin()]
+                    continue
+                lines[c] = np.linalg.eigh(members.T @ members)[1][:, -1]
+        objective = float(((unit @ lines.T) ** 2).max(axis=1).mean())
+        if best is None or objective > best[2]:
+            best = (lines.copy(), labels.copy(), objective)
+    assert best is not None
+    return best
+
+
 @DIRECTION_METHODS.register("kmeans")
 def kmeans(
     adapter: GeneratorAdapter,
@@ -155,34 +188,61 @@ def kmeans(
     seed: int = 0,
     steps: int | None = None,
     num_samples: int = 4096,
+    kind: str = "axial",
+    restarts: int = 10,
 ) -> DirectionSet:
-    """Klindt et al.'s directions: K-means centroids of the L2-normalised base codes, normalised.
+    """Klindt et al.'s directions: K-means of the L2-normalised base codes; K may exceed d.
 
     Each base code (encoder mean, or a prior draw for a GAN) is scaled to unit length, so the clusters
-    group codes by *direction* from the origin (the prior mean), not by distance; the K unit centroids,
-    ordered by cluster size, are the directions. ``steps`` is unused (K-means runs to convergence,
-    10 restarts). Pair them with :func:`~factorlens.directions.scores.interpretability_index`.
+    group codes by *direction* from the origin (the prior mean), not by distance. ``kind="spherical"`` is
+    Klindt et al.'s K-means on the unit codes (directions = normalised centroids, i.e. rays). Their codes
+    are non-negative ReLU activations; a VAE's or a GAN's codes are symmetric about 0, where spherical
+    K-means spends half its clusters on the opposite ray of a line it already has. So the default
+    ``kind="axial"`` clusters *lines* (diametrical clustering: a code and its negative fall in the same
+    cluster; directions = leading eigenvectors of each cluster's scatter). Directions are ordered by
+    cluster size; K defaults to d and may exceed it (an overcomplete set, as in Klindt et al.'s
+    K in {d/2, d, 2d}). ``steps`` is unused (runs to convergence, ``restarts`` random starts). Pair them
+    with :func:`~factorlens.directions.scores.interpretability_index`.
     """
     from sklearn.cluster import KMeans
 
+    if kind not in ("axial", "spherical"):
+        raise ConfigError(f"kmeans: kind must be 'axial' or 'spherical', got {kind!r}")
     codes = adapter.reference_codes(num_samples, seed=seed)
     norms = np.linalg.norm(codes, axis=1, keepdims=True)
     unit = codes[norms[:, 0] > 1e-12] / norms[norms[:, 0] > 1e-12]
-    k = _resolve_k(k, adapter.latent_dim, "kmeans")
-    if len(unit) < k:
-        raise ConfigError(f"kmeans needs at least k={k} non-zero base codes, got {len(unit)}")
-    fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(unit)
-    sizes = np.bincount(fitted.labels_, minlength=k)
+    k = adapter.latent_dim if k is None else k
+    if k < 1 or len(unit) < k:
+        raise ConfigError(f"kmeans needs 1 <= k <= the {len(unit)} non-zero base codes, got k={k}")
+    if kind == "spherical":
+        fitted = KMeans(n_clusters=k, n_init=restarts, random_state=seed).fit(unit)
+        centroids, labels, fit_quality = fitted.cluster_centers_, fitted.labels_, float(fitted.inertia_)
+    else:
+        centroids, labels, fit_quality = _axial_kmeans(
+            unit, k, restarts=restarts, rng=np.random.default_rng(seed)
+        )
+        # A line has no sign: orient each one so that its largest coordinate is positive (deterministic).
+        centroids = centroids * np.sign(centroids[np.arange(k), np.abs(centroids).argmax(axis=1)])[:, None]
+    sizes = np.bincount(labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")
-    centroids = fitted.cluster_centers_[order]
+    centroids = centroids[order]
     matrix = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     return DirectionSet(
         matrix=matrix,
         scales=adapter.direction_scales(matrix),
         method="kmeans",
-        params={"num_codes": int(len(unit)), "n_init": 10, "base_source": adapter.base_source},
+        params={
+            "num_codes": int(len(unit)),
+            "kind": kind,
+            "restarts": restarts,
+            "base_source": adapter.base_source,
+        },
         seed=seed,
-        extras={"cluster_sizes": sizes[order].tolist(), "inertia": float(fitted.inertia_)},
+        extras={
+            "cluster_sizes": sizes[order].tolist(),
+            # spherical: sklearn's inertia (lower is better); axial: mean squared cosine to the own line.
+            ("inertia" if kind == "spherical" else "mean_squared_cosine"): fit_quality,
+        },
     )
 
 

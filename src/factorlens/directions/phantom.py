@@ -1,17 +1,18 @@
 """A planted-direction phantom: a generator whose interpretable directions are known exactly.
 
 The latent ``z [B, d]`` is read through ``F`` orthonormal *planted directions* (rows of ``planted``);
-planted coordinate ``f_j = planted[j] . z`` sets the brightness ``sigmoid(steepness * f_j)`` of its own
-Gaussian spot (spots on a grid, so every factor is read back by the spot's intensity). Latent directions
+planted coordinate ``f_j = planted[j] . z`` sets the brightness ``0.5 + 0.45 sin(steepness * f_j)`` of its
+own Gaussian spot (spots on a grid, so every factor is read back by the spot's intensity). The brightness
+is periodic, not monotone: the two ends of a long traversal can look alike. Latent directions
 orthogonal to the planted ones change nothing, like the inactive dimensions of a beta-TCVAE.
 
 The design gives every method its cue, each independent of the others:
 - SeFa: the first layer repeats planted row ``j`` ``units_per_factor[j]`` times (distinct counts, so
   ``W^T W`` has distinct eigenvalues along the planted rows);
 - PCA: :meth:`posterior_codes` has distinct standard deviations along the planted rows;
-- Voynov: the spots saturate independently, so a shift along a mixture of planted rows often changes
-  only some of its spots and is confused with other directions, whereas a planted shift changes exactly
-  one spot; the reconstructor is best served by the planted rows.
+- Voynov: each spot responds non-linearly and independently, so a shift along a mixture of planted rows
+  changes several spots by amounts that depend on z and is confused with other directions, whereas a
+  planted shift changes exactly one spot; the reconstructor is best served by the planted rows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class PlantedPhantom(nn.Module):
         latent_dim: d (>= F).
         num_factors: F <= 6 spots / planted directions.
         image_size: S in pixels.
-        steepness: slope of the brightness sigmoid (larger = spots saturate sooner).
+        steepness: angular frequency of the brightness sine (radians per unit of f_j).
         units_per_factor: first-layer units driven by each factor (default ``F, F-1, ..., 1``).
         seed: draws the random orthonormal planted directions.
     """

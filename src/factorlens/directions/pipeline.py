@@ -14,6 +14,7 @@ from factorlens.directions.figures import save_effect_heatmap, save_traversal_gr
 from factorlens.directions.methods import discover_directions
 from factorlens.directions.oracle import ORACLES
 from factorlens.directions.scores import interpretability_index, rca_comparison, score_directions
+from factorlens.errors import ConfigError
 from factorlens.io import atomic_write_json
 
 TRAVERSAL_FILE = "traversal.png"
@@ -63,7 +64,11 @@ def discover_for_model(
         scores["oracle"] = None
     # Klindt et al.'s index needs no oracle: every run gets it.
     started = time.perf_counter()
-    scores["interpretability_index"] = interpretability_index(adapter, directions, seed=seed)
+    try:
+        scores["interpretability_index"] = interpretability_index(adapter, directions, seed=seed)
+    except ConfigError as error:
+        # Too few base codes for the protocol's trials: say so in the scores, do not invent a number.
+        scores["interpretability_index"] = {"unavailable": str(error)}
     seconds["interpretability"] = round(time.perf_counter() - started, 2)
     if rca_steps > 0 and directions.num_directions <= adapter.latent_dim:
         started = time.perf_counter()

@@ -217,67 +217,110 @@ def rca_comparison(
     return out
 
 
+def _two_alternative_choice(similarity: np.ndarray, references: int) -> float:
+    """Probability of the right answer in one simulated trial of Klindt et al.'s task.
+
+    ``similarity [2 * references, 2]``: rows = the top then the bottom references, columns = the top and
+    the bottom query. The matrix is z-scored as a whole; the evidence for the right assignment (top query
+    with the top references, bottom query with the bottom ones) is compared with the swapped one through
+    a two-way softmax of the summed mean similarities.
+    """
+    std = similarity.std()
+    z = (similarity - similarity.mean()) / (std if np.isfinite(std) and std > 0 else 1.0)
+    right = z[:references, 0].mean() + z[references:, 1].mean()
+    swapped = z[:references, 1].mean() + z[references:, 0].mean()
+    return float(1.0 / (1.0 + np.exp(swapped - right)))
+
+
 @torch.no_grad()
 def interpretability_index(
     adapter: GeneratorAdapter,
     directions: DirectionSet,
     *,
-    num_samples: int = 1024,
+    num_samples: int = 2048,
     trials: int = 20,
     references: int = 9,
-    extreme_fraction: float = 0.25,
-    image_size: int = 16,
+    quantiles: Sequence[float] = (0.0, 0.25),
+    ranking: str | None = None,
     seed: int = 0,
 ) -> dict:
     """Klindt et al.'s Interpretability Index (II) of each direction: a simulated two-alternative choice.
 
-    ``num_samples`` base codes are decoded and projected on each unit direction. The top and bottom
-    ``extreme_fraction`` of the projections form two sets. In each of ``trials`` trials, one query and
-    ``references`` reference images are drawn (without replacement) from each set; for each query, its
-    similarities to the ``2 * references`` references (negative L2 distance of images area-downsampled to
-    ``image_size`` pixels) are z-scored, mean-pooled per set, and a softmax over the two means gives the
-    probability of picking the query's own set. II = the mean probability over queries and trials: 0.5 when
-    the direction's extremes do not look different, near 1 when they do.
+    ``num_samples`` base codes (distinct rows of the posterior codes, or prior draws) are decoded and
+    ranked along each direction — by projection on the unit direction, or by cosine similarity for
+    ``ranking="cosine"`` (the default for ``kmeans`` sets, whose directions are centroids of normalised
+    codes). For each quantile q the codes outside the central [q, 1 - q] band are set aside (q = 0 keeps
+    all; q = 0.25 keeps the middle half, a harder condition). In trial t (of ``trials``) the queries are
+    one of the ``trials`` highest- and one of the ``trials`` lowest-ranked codes, and the references are
+    the codes at ranks ``trials * (i + 1) + t`` from each end (i < ``references``). The judge's similarity
+    is minus the L2 distance between the decoded images (Klindt's ``l2`` metric; no LPIPS: no network
+    weights are downloaded). Score = mean probability of the right answer: 0.5 when the two ends of a
+    direction do not look different, near 1 when they do.
 
-    Returns ``{"per_direction": [K] floats, "mean": float, "chance": 0.5, ...settings}``.
+    Returns ``{"per_direction": [K] scores at quantiles[0], "per_quantile": {q: [K]}, "mean": float,
+    "chance": 0.5, ...settings}``.
     """
-    if not 0 < extreme_fraction <= 0.5:
-        raise ConfigError(f"extreme_fraction must be in (0, 0.5], got {extreme_fraction}")
-    generator = torch.Generator().manual_seed(seed)
-    codes = adapter.sample_base(num_samples, generator)
-    images = adapter.decode_batched(codes).float()
-    small = torch.nn.functional.adaptive_avg_pool2d(images, image_size).flatten(1)
-    per_set = int(num_samples * extreme_fraction)
-    if per_set < references + 1:
+    ranking = ranking or ("cosine" if directions.method == "kmeans" else "projection")
+    if ranking not in ("projection", "cosine"):
         raise ConfigError(
-            f"interpretability_index: {per_set} codes per extreme set, need >= {references + 1} "
-            f"(raise num_samples or extreme_fraction)"
+            f"interpretability_index: ranking must be 'projection' or 'cosine', got {ranking!r}"
         )
-    projections = codes.double() @ torch.as_tensor(directions.unit_matrix(), dtype=torch.float64).T  # [N, K]
+    quantiles = [float(q) for q in quantiles]
+    if not quantiles or any(not 0.0 <= q < 0.5 for q in quantiles):
+        raise ConfigError(f"interpretability_index: quantiles must be in [0, 0.5), got {quantiles}")
+    generator = torch.Generator().manual_seed(seed)
+    if adapter.base_source == "posterior" and adapter.posterior_codes is not None:
+        # Distinct codes: a query must not meet its own copy among the references.
+        available = len(adapter.posterior_codes)
+        rows = torch.randperm(available, generator=generator)[: min(num_samples, available)]
+        codes = adapter.posterior_codes[rows]
+    else:
+        codes = adapter.sample_base(num_samples, generator)
+    # Klindt et al. require twice the codes one condition uses, in the narrowest band.
+    needed = 2 * 2 * trials * (references + 1)
+    narrowest = int(len(codes) * (1 - 2 * max(quantiles)))
+    if narrowest <= needed:
+        raise ConfigError(
+            f"interpretability_index: {narrowest} codes in the central band of quantile {max(quantiles)}, "
+            f"need more than {needed} for {trials} trials x {references} references "
+            f"(only {len(codes)} base codes; raise num_samples or lower trials)"
+        )
+    images = adapter.decode_batched(codes).float().flatten(1).numpy().astype(np.float64)
+    unit = torch.as_tensor(directions.unit_matrix(), dtype=torch.float64)
+    features = codes.double()
+    if ranking == "cosine":
+        features = features / torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)
+    activations = (features @ unit.T).numpy()  # [N, K]
+    reference_ranks = trials * (np.arange(references) + 1)
     rng = np.random.default_rng(seed)
-    scores = []
-    for k in range(projections.shape[1]):
-        order = torch.argsort(projections[:, k]).numpy()
-        bottom, top = order[:per_set], order[-per_set:]
-        correct = []
-        for _ in range(trials):
-            picked_top = rng.choice(top, size=references + 1, replace=False)
-            picked_bottom = rng.choice(bottom, size=references + 1, replace=False)
-            refs = np.concatenate([picked_top[1:], picked_bottom[1:]])
-            for query, own_is_top in ((picked_top[0], True), (picked_bottom[0], False)):
-                similarity = -torch.linalg.vector_norm(small[refs] - small[query], dim=1).double()
-                z = (similarity - similarity.mean()) / similarity.std().clamp_min(1e-12)
-                pooled = torch.stack([z[:references].mean(), z[references:].mean()])
-                probability = torch.softmax(pooled, dim=0)[0 if own_is_top else 1]
-                correct.append(float(probability))
-        scores.append(float(np.mean(correct)))
+    per_quantile: dict[str, list[float]] = {str(q): [] for q in quantiles}
+    for k in range(activations.shape[1]):
+        for q in quantiles:
+            values = activations[:, k]
+            low, high = np.quantile(values, q), np.quantile(values, 1 - q)
+            band = np.flatnonzero((values >= low) & (values <= high))
+            ascending = band[np.argsort(values[band], kind="stable")]
+            descending = ascending[::-1]
+            query_top = descending[:trials][rng.permutation(trials)]
+            query_bottom = ascending[:trials][rng.permutation(trials)]
+            probabilities = []
+            for t in range(trials):
+                refs = np.concatenate([descending[reference_ranks + t], ascending[reference_ranks + t]])
+                queries = images[[query_top[t], query_bottom[t]]]
+                distance = np.sqrt(((images[refs][:, None, :] - queries[None]) ** 2).sum(-1))  # [2R, 2]
+                probabilities.append(_two_alternative_choice(-distance, references))
+            per_quantile[str(q)].append(float(np.mean(probabilities)))
+    scores = per_quantile[str(quantiles[0])]
     return {
         "per_direction": scores,
+        "per_quantile": per_quantile,
         "mean": float(np.mean(scores)) if scores else float("nan"),
+        "mean_per_quantile": {q: float(np.mean(v)) if v else float("nan") for q, v in per_quantile.items()},
         "chance": 0.5,
-        "similarity": f"-L2 of {image_size}x{image_size} area-downsampled decoded images",
-        "num_samples": num_samples,
+        "similarity": "-L2 between decoded images",
+        "ranking": ranking,
+        "num_samples": len(codes),
         "trials": trials,
         "references": references,
-        "extreme_fraction": extreme_fraction,
+        "quantiles": quantiles,
     }

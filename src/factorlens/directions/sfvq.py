@@ -91,10 +91,15 @@ def sfvq(
     bits: int = 5,
     batch_size: int = 64,
     lr: float = 1e-3,
+    max_abs_cos: float = 0.9,
 ) -> DirectionSet:
     """Directions = unit vectors of the K most populated segments of a ``2^bits``-point SFVQ curve.
 
-    ``steps`` (default 1500) are split evenly over the bitrates 2..bits.
+    ``steps`` (default 1500) are split evenly over the bitrates 2..bits. A space-filling curve zig-zags:
+    neighbouring segments are often nearly (anti-)parallel, i.e. the same line. Segments are taken in
+    order of population and one whose ``|cos|`` with a direction already taken is ``>= max_abs_cos`` is
+    skipped (Vali & Bäckström pick segments by hand; this greedy rule is ours). K defaults to as many
+    distinct directions as there are, at most d; an explicit K that the curve cannot supply is an error.
     """
     steps = 1500 if steps is None else steps
     codes = torch.as_tensor(adapter.reference_codes(seed=seed), dtype=torch.float32)
@@ -102,12 +107,27 @@ def sfvq(
     segment, _ = project_on_segments(codes, curve)
     counts = torch.bincount(segment, minlength=len(curve) - 1)
     segments = len(curve) - 1
-    k = min(adapter.latent_dim, segments) if k is None else k
-    if k > segments:
+    if k is not None and k > segments:
         raise ConfigError(f"sfvq with bits={bits} has {segments} segments, asked for k={k}")
-    order = torch.argsort(counts, descending=True, stable=True)[:k]
-    vectors = (curve[1:] - curve[:-1])[order].double().numpy()
-    matrix = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    wanted = min(adapter.latent_dim, segments) if k is None else k
+    all_vectors = (curve[1:] - curve[:-1]).double().numpy()
+    all_units = all_vectors / np.maximum(np.linalg.norm(all_vectors, axis=1, keepdims=True), 1e-12)
+    chosen: list[int] = []
+    skipped: list[int] = []
+    for segment_index in torch.argsort(counts, descending=True, stable=True).tolist():
+        if len(chosen) == wanted:
+            break
+        if chosen and np.abs(all_units[chosen] @ all_units[segment_index]).max() >= max_abs_cos:
+            skipped.append(segment_index)
+            continue
+        chosen.append(segment_index)
+    if k is not None and len(chosen) < k:
+        raise ConfigError(
+            f"sfvq: the curve has only {len(chosen)} segments with |cos| < max_abs_cos={max_abs_cos} "
+            f"to each other, asked for k={k} (raise bits or max_abs_cos)"
+        )
+    order = torch.as_tensor(chosen, dtype=torch.long)
+    matrix = all_units[chosen]
     return DirectionSet(
         matrix=matrix,
         scales=adapter.direction_scales(matrix),
@@ -117,12 +137,14 @@ def sfvq(
             "steps": steps,
             "batch_size": batch_size,
             "lr": lr,
+            "max_abs_cos": max_abs_cos,
             "base_source": adapter.base_source,
         },
         seed=seed,
         extras={
             "segments": order.tolist(),
             "segment_counts": counts[order].tolist(),
+            "skipped_near_duplicates": skipped,
             "quantisation_mse_per_bitrate": errors,
             "curve": curve.tolist(),
         },

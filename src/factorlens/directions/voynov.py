@@ -326,9 +326,16 @@ def voynov(
         realism_weight=realism_weight,
         progress=progress,
     )
+    if deformator_class.unit_norm:
+        scales = adapter.direction_scales(result.directions)
+    else:
+        # A `linear` deformator learned its columns' norms: it was trained with shifts of
+        # eps * mean posterior sigma * A e_k, so one unit of shift is that vector, not one sigma along it.
+        mean_sigma = float(torch.sqrt(torch.diagonal(adapter.base_covariance()).mean()))
+        scales = mean_sigma * np.linalg.norm(result.directions, axis=1)
     return DirectionSet(
         matrix=result.directions,
-        scales=adapter.direction_scales(result.directions),
+        scales=scales,
         method="voynov",
         params={
             "deformator": deformator,

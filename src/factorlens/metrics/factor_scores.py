@@ -327,8 +327,8 @@ def modularity_explicitness(
     seed: int = 0,
 ) -> ModularityResult:
     """Ridgeway & Zemel's modularity (from binned MI on the training rows) and explicitness (logistic
-    regression on all latents -> one-vs-rest ROC AUC per factor), as in dlib's
-    ``modularity_explicitness.py``."""
+    regression on all latents, z-scored with the training rows' statistics -> one-vs-rest ROC AUC per
+    factor), as in dlib's ``modularity_explicitness.py``. Both are invariant to rescaling the codes."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
@@ -336,15 +336,23 @@ def modularity_explicitness(
     rows = train_test_rows(codes.shape[0], num_train, num_test, np.random.default_rng(seed))
     mi = binned_mutual_info(histogram_discretize(codes[rows.train], bins=bins), factors[rows.train])
     modularity = modularity_from_mi(mi)
+    # dlib z-scores the codes with the training rows' mean and std (ddof 0) before the regularised
+    # logistic regression, so explicitness does not depend on the codes' scale. A constant latent
+    # (std 0) is only centred: dividing by 0 would put NaN in every row.
+    mean = codes[rows.train].mean(axis=0)
+    std = codes[rows.train].std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    train_codes = (codes[rows.train] - mean) / std
+    test_codes = (codes[rows.test] - mean) / std
     explicit_train, explicit_test = np.zeros(factors.shape[1]), np.zeros(factors.shape[1])
     for k in range(factors.shape[1]):
         classifier = LogisticRegression()
         with warnings.catch_warnings():
             # dlib uses LogisticRegression() defaults (max_iter=100) and accepts where lbfgs stops.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            classifier.fit(codes[rows.train], factors[rows.train, k])
-        explicit_train[k] = _macro_auc(classifier, codes[rows.train], factors[rows.train, k])
-        explicit_test[k] = _macro_auc(classifier, codes[rows.test], factors[rows.test, k])
+            classifier.fit(train_codes, factors[rows.train, k])
+        explicit_train[k] = _macro_auc(classifier, train_codes, factors[rows.train, k])
+        explicit_test[k] = _macro_auc(classifier, test_codes, factors[rows.test, k])
     return ModularityResult(
         modularity=modularity,
         explicitness_train=float(np.nanmean(explicit_train)),

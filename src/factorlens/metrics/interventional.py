@@ -39,7 +39,7 @@ def _draw_factor_index(sampler: FactorSampler, rng: np.random.Generator) -> int:
 class FactorVAEResult:
     """Attributes:
     train_accuracy, eval_accuracy: majority-vote classifier accuracy.
-    num_active_dims: latents with global variance >= ``prune_threshold``.
+    num_active_dims: latents whose global standard deviation is >= ``prune_threshold``.
     votes: ``[K, D]`` training votes (factor fixed, latent with smallest normalised variance).
     global_variance: ``[D]``.
     batch_size, num_train, num_eval, num_variance_estimate, seed: how it was computed.
@@ -99,7 +99,8 @@ def factor_vae_score(
     seed: int = 0,
 ) -> FactorVAEResult:
     """FactorVAE score with dlib's defaults (batch 64, 10,000 train votes, 5,000 eval votes, global
-    variance from 10,000 images, latents with variance < 0.05 pruned).
+    variance from 10,000 images, latents whose standard deviation is < 0.05 pruned — dlib's
+    ``prune_dims.threshold`` compares ``sqrt(variance)``, not the variance).
 
     Each vote: fix a random factor across a batch of ``batch_size`` images, encode, divide each active
     latent's variance by its global variance, vote (factor -> latent with the smallest ratio). The
@@ -113,7 +114,7 @@ def factor_vae_score(
         encode, sampler.render(np.asarray(sampler.sample_factors(num_variance_estimate, rng)))
     )
     global_variance = np.var(reference, axis=0, ddof=1)
-    active = global_variance >= prune_threshold
+    active = np.sqrt(global_variance) >= prune_threshold
     common = dict(
         votes=np.zeros((len(sampler.factor_sizes), global_variance.size), dtype=np.int64),
         global_variance=global_variance,

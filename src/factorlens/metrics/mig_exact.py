@@ -45,7 +45,7 @@ class MIGExactResult:
         n_samples: Monte Carlo samples S for the marginal entropy (each conditional uses
             min(S, images with that value)).
         seed: seed of the posterior samples and of the Monte Carlo subset.
-        estimator: ``"chen-exact-S<n_samples>"``.
+        estimator: ``"chen-exact-S<n_samples>"``, plus ``[factor,...]`` when not every factor is scored.
     """
 
     score: float
@@ -189,7 +189,10 @@ def mig_exact(
         factors_scored=[names[k] for k in scored],
         n_samples=n_samples,
         seed=seed,
-        estimator=f"chen-exact-S{n_samples}",
+        # The name says which factors were scored whenever it is not all of them (e.g. Chen's dSprites
+        # MIG leaves out shape), so two numbers with different factor sets are never confused.
+        estimator=f"chen-exact-S{n_samples}"
+        + ("" if len(scored) == len(names) else f"[{','.join(names[k] for k in scored)}]"),
     )
 
 
