@@ -636,7 +636,10 @@ def evaluate_runs(
         out / "metrics.json",
         {
             "factorlens_version": __version__,
+            # data_spec is the --data override; null means each run was evaluated on its own recorded
+            # test split, which evaluated_on (and each run's "data") spells out.
             "data_spec": data_spec,
+            "evaluated_on": "; ".join(evaluated),
             "options": settings,
             "columns": {
                 name: {"column": METRICS.get(name).column, "percent": METRICS.get(name).percent}
