@@ -190,3 +190,30 @@ def test_demo_trains_the_chosen_presets(tmp_path, monkeypatch, preset, batch, lr
         assert config["train"]["batch_size"] == batch and config["train"]["lr"] == lr
         assert config["train"]["iterations"] == 3 and config["data"]["spec"] == "synthetic-lesions:n=600"
         assert config["model"]["latent_dim"] == 32 and config["train"]["seed"] == 5 and resume and not force
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        ("kindd=axial", "direction method 'kmeans' has no option 'kindd'; options: num_samples, kind, restarts"),
+        ("restarts=many", "option 'restarts' must be int, got 'many'"),
+        ("kind", "--option 'kind': expected KEY=VALUE"),
+    ],
+)
+def test_discover_option_errors_are_one_line_before_any_loading(tmp_path, capsys, option, fragment):
+    # The run does not exist: the option is checked first, so its error is the one reported.
+    code = main(["discover", str(tmp_path / "missing"), "--method", "kmeans", "--option", option])
+    assert code == 2
+    assert_one_line_error(capsys.readouterr(), fragment)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_discover_passes_method_options_through(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", write_config(tmp_path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    code = main(["discover", str(out), "--method", "kmeans", "-k", "2", "--rca-steps", "0",
+                 "--option", "kind=spherical", "--option", "restarts=2"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((out / "directions" / "kmeans" / "directions.json").read_text())
+    assert meta["params"]["kind"] == "spherical" and meta["params"]["restarts"] == 2

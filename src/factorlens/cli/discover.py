@@ -23,12 +23,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-k", type=int, default=None, help="number of directions (default: method's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rca-steps", type=int, default=300, help="post-hoc RCA training steps (0 = skip)")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="a method's own option, repeatable (values parsed as YAML scalars), e.g. "
+        "--option deformator=ortho for voynov, --option kind=spherical for kmeans",
+    )
     parser.set_defaults(func=run)
+
+
+def parse_options(assignments: list[str]) -> dict:
+    """``["key=value", ...]`` -> ``{key: YAML scalar}``; a malformed one is a one-line ``ConfigError``."""
+    from factorlens.config import parse_yaml
+    from factorlens.errors import ConfigError
+
+    options: dict = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--option {assignment!r}: expected KEY=VALUE, e.g. deformator=ortho")
+        if key in options:
+            raise ConfigError(f"--option {key} given twice")
+        options[key] = parse_yaml(text, f"--option {key}")
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
     from factorlens.directions.pipeline import discover_for_run
 
+    options = parse_options(args.option)
     out = discover_for_run(
         args.run,
         method=args.method,
@@ -37,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         rca_steps=args.rca_steps,
+        options=options,
     )
     print(out)
     return 0

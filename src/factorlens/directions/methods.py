@@ -34,19 +34,39 @@ def discover_directions(
     **options: Any,
 ) -> DirectionSet:
     """Run direction method ``method`` on ``adapter``; unknown options raise a one-line ``ConfigError``."""
-    fn = DIRECTION_METHODS.get(method)
-    accepted = [
-        name for name in inspect.signature(fn).parameters if name not in ("adapter", *COMMON_ARGUMENTS)
-    ]
-    for name in options:
-        if name not in accepted:
-            choices = ", ".join(accepted) or "none"
-            raise ConfigError(f"direction method {method!r} has no option {name!r}; options: {choices}")
+    fn = check_options(method, options)
     if k is not None and k < 1:
         raise ConfigError(f"number of directions k must be >= 1, got {k}")
     if steps is not None and steps < 1:
         raise ConfigError(f"training steps must be >= 1, got {steps}")
     return fn(adapter, k=k, seed=seed, steps=steps, **options)
+
+
+def check_options(method: str, options: dict[str, Any]) -> Callable[..., DirectionSet]:
+    """The method's function, after checking ``options`` against its keyword arguments: an unknown name
+    or a value of the wrong type (against the default's type; an int is accepted for a float) is a
+    one-line ``ConfigError``."""
+    fn = DIRECTION_METHODS.get(method)
+    parameters = {
+        name: p for name, p in inspect.signature(fn).parameters.items()
+        if name not in ("adapter", *COMMON_ARGUMENTS)
+    }
+    for name, value in options.items():
+        if name not in parameters:
+            choices = ", ".join(parameters) or "none"
+            raise ConfigError(f"direction method {method!r} has no option {name!r}; options: {choices}")
+        default = parameters[name].default
+        if default is None or default is inspect.Parameter.empty:
+            continue
+        expected = float if isinstance(default, float) else type(default)
+        fits = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            fits = True
+        if not fits:
+            raise ConfigError(
+                f"direction method {method!r} option {name!r} must be {expected.__name__}, got {value!r}"
+            )
+    return fn
 
 
 def _resolve_k(k: int | None, available: int, method: str) -> int:

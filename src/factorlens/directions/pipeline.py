@@ -34,6 +34,7 @@ def discover_for_model(
     seed: int = 0,
     rca_steps: int = 300,
     score_codes: int = 32,
+    options: dict | None = None,
 ) -> DirectionSet:
     """Discover directions of ``model`` (base codes from ``images [N, C, 64, 64]`` uint8 when it has an
     encoder), write ``directions.*``, ``scores.json`` and the figures into ``out``.
@@ -45,7 +46,7 @@ def discover_for_model(
     out.mkdir(parents=True, exist_ok=True)
     adapter = GeneratorAdapter.from_model(model, images)
     started = time.perf_counter()
-    directions = discover_directions(adapter, method, k=k, seed=seed, steps=steps)
+    directions = discover_directions(adapter, method, k=k, seed=seed, steps=steps, **(options or {}))
     seconds = {"discover": round(time.perf_counter() - started, 2)}
     figures = {TRAVERSAL_FILE: f"{method} directions: traversals of one base code over [-3, 3] posterior sd"}
     save_traversal_grid(adapter, directions, out / TRAVERSAL_FILE, seed=seed)
@@ -91,13 +92,14 @@ def discover_for_run(
     seed: int = 0,
     rca_steps: int = 300,
     max_images: int = 2000,
+    options: dict | None = None,
 ) -> Path:
     """Load a run (``factorlens.training.load_run``), encode up to ``max_images`` training images and
     run :func:`discover_for_model`; output defaults to ``RUN/directions/<method>/``."""
-    from factorlens.directions.methods import DIRECTION_METHODS
+    from factorlens.directions.methods import check_options
     from factorlens.training import load_run
 
-    DIRECTION_METHODS.get(method)  # fail on a misspelt method before loading anything
+    check_options(method, options or {})  # fail on a misspelt method or option before loading anything
     run = load_run(run_path)
     out = Path(out) if out is not None else Path(run_path) / "directions" / method
     dataset = run.load_dataset()
@@ -114,5 +116,6 @@ def discover_for_run(
         steps=steps,
         seed=seed,
         rca_steps=rca_steps,
+        options=options,
     )
     return out
