@@ -286,3 +286,60 @@ def test_factor_mi_of_a_code_monotone_in_the_factor_is_the_factor_entropy():
     assert mi.shape == (4, 1)
     assert mi[0, 0] == pytest.approx(0.0, abs=1e-12)  # dimension 0 is constant
     np.testing.assert_allclose(mi[1:, 0], np.log(3), rtol=1e-9)  # each bin holds one tercile only
+
+
+def test_walk_between_images_with_the_same_code_is_a_clear_error():
+    model = SpyLinearModel()
+    image = graded_images(1)[0]
+    with pytest.raises(FactorlensError, match="same latent code: nothing to walk"):
+        manifold_walk(model, image, image.copy())
+
+
+class BatchNormDecoder(LatentModel):
+    """A decoder with BatchNorm, to tell eval-mode decoding (running statistics) from train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels, self.latent_dim = 1, 2
+        self.norm = torch.nn.BatchNorm1d(2)
+        self.linear = torch.nn.Linear(2, 64 * 64)
+
+    def encode(self, x):
+        mu = torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], dim=1)
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z):
+        return torch.sigmoid(self.linear(self.norm(z))).reshape(len(z), 1, 64, 64)
+
+
+def test_figures_decode_in_eval_mode_and_leave_the_model_as_they_found_it():
+    from factorlens.viz.traversal import decode_codes
+
+    torch.manual_seed(0)
+    model = BatchNormDecoder()
+    model.train()  # as handed over straight from a trainer
+    running_mean = model.norm.running_mean.clone()
+    codes = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    decoded = decode_codes(model, codes)
+    assert model.training  # mode restored
+    torch.testing.assert_close(model.norm.running_mean, running_mean)  # statistics untouched
+    model.eval()
+    with torch.no_grad():
+        expected = model.decode(torch.as_tensor(codes)).numpy()
+    np.testing.assert_allclose(decoded, expected, atol=1e-6)
+    # Decoding one code alone gives the same image as decoding it in a batch (no batch statistics).
+    np.testing.assert_allclose(decode_codes(model, codes[:1]), decoded[:1], atol=1e-6)
+
+
+def test_gif_frames_of_different_sizes_are_padded_not_cropped(tmp_path):
+    from factorlens.viz.grid import gif_bytes
+
+    small = Image.new("RGB", (40, 30), "red")
+    large = Image.new("RGB", (52, 30), "blue")
+    path = tmp_path / "a.gif"
+    path.write_bytes(gif_bytes([small, large], duration_ms=100))
+    with Image.open(path) as gif:
+        assert gif.size == (52, 30)
+        gif.seek(1)
+        frame = gif.convert("RGB")
+        assert frame.getpixel((51, 15)) == (0, 0, 255)  # the wide frame's right edge survives

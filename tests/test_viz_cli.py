@@ -86,6 +86,9 @@ def test_traverse_walk_report_commands(tmp_path, monkeypatch, capsys):
     assert main(["report", str(run.path), "--images", "1", "--steps", "3", "--out", str(report)]) == 0
     assert report.stat().st_size > 0 and "factorlens report" in report.read_text()
     assert Image.open(figures / "traversal.gif").n_frames == 3  # the report redrew it with 3 steps
+    # The report lists only what it redrew: the earlier `traverse --compare` figure is not carried over.
+    redrawn = json.loads((figures / "figures.json").read_text())["figures"]
+    assert "traversal_compare.png" not in redrawn and "traversal_compare" not in report.read_text()
 
 
 def test_cli_report_defaults_match_the_library_defaults():

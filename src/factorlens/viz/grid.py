@@ -217,6 +217,16 @@ def gif_bytes(frames: Sequence[Image.Image] | np.ndarray, *, duration_ms: int, l
         raise FigureError("a GIF needs at least one frame")
     if duration_ms <= 0:
         raise FigureError(f"GIF frame duration must be positive, got {duration_ms} ms")
+    # A GIF has one canvas size: frames of different sizes (a title that is wider for "+3.0" than for
+    # "-3.0") are padded with white to the largest, so no frame is cropped.
+    width, height = max(f.width for f in frames), max(f.height for f in frames)
+    if any(f.size != (width, height) for f in frames):
+        padded = []
+        for frame in frames:
+            canvas = Image.new("RGB", (width, height), "white")
+            canvas.paste(frame.convert("RGB"), (0, 0))
+            padded.append(canvas)
+        frames = padded
     # One shared adaptive palette keeps colours stable across frames (no flicker between frames).
     palette_image = _shared_palette([f.convert("RGB") for f in frames])
     paletted = [f.convert("RGB").quantize(palette=palette_image, dither=Image.Dither.NONE) for f in frames]

@@ -19,7 +19,13 @@ from factorlens.errors import DataError, FactorlensError
 from factorlens.io import atomic_write_json
 from factorlens.viz import panels
 from factorlens.viz.stats import encode_posterior, latent_factor_mi, mean_kl_per_dim
-from factorlens.viz.traversal import order_dims, save_traversal, save_traversal_comparison, traverse
+from factorlens.viz.traversal import (
+    GIF_MAX_TILES,
+    order_dims,
+    save_traversal,
+    save_traversal_comparison,
+    traverse,
+)
 from factorlens.viz.walk import manifold_walk, save_walk
 
 MANIFEST_FILE = "figures.json"
@@ -188,11 +194,25 @@ def traversal_figures(
     save_traversal(
         traversal, out / "traversal.png", out / "traversal.gif", title=f"{run.model_name} traversals"
     )
+    n_images_shown = len({row.image_index for row in traversal.rows})
+    rows_per_image = len(traversal.rows) // max(n_images_shown, 1)
+    gif_how = how
+    if n_images_shown * rows_per_image > GIF_MAX_TILES:
+        # traversal_frames keeps at most GIF_MAX_TILES tiles per frame: say which rows the GIF drops.
+        gif_rows = max(1, GIF_MAX_TILES // n_images_shown)
+        gif_how += f"; the GIF shows only the first {gif_rows} of the {rows_per_image} rows per image"
     figures = {
         "traversal.png": f"Latent traversals (Fig. 1a): {how}.",
-        "traversal.gif": f"Animated traversal, one frame per step (-{span:g} to {span:g}, looping): {how}.",
+        "traversal.gif": (
+            f"Animated traversal, one frame per step (-{span:g} to {span:g}, looping): {gif_how}."
+        ),
     }
     if compare is not None:
+        if data.dataset.channels != compare.model.channels:
+            raise DataError(
+                f"--compare {compare.path}: its model expects {compare.model.channels} channels, "
+                f"{data.dataset.spec} has {data.dataset.channels}"
+            )
         other_data = FigureData(dataset=data.dataset, pool=data.pool, description=data.description)
         other_stats = latent_stats(compare.model, other_data)
         other = traverse(
@@ -269,7 +289,8 @@ def make_run_figures(
     seed: int = 0,
 ) -> dict[str, str]:
     """Write every figure of ``run`` (a :class:`~factorlens.training.Run`) into ``out`` (default
-    ``RUN/figures``) and return the merged manifest (file -> caption).
+    ``RUN/figures``) and return its manifest (file -> caption), which replaces the folder's: only the
+    figures drawn now are listed (``traverse`` / ``walk`` add to it afterwards).
 
     ``max_dims`` / ``walk_dims``: dimensions per traversal image (most KL first; ``None`` = all) and
     moves of the manifold walk; the defaults keep a report near 1-2 MB per run."""
@@ -334,4 +355,7 @@ def make_run_figures(
             )
         )
         figures.update(walk_figures(run, out, data=data, stats=stats, max_dims=walk_dims))
-    return update_manifest(out, figures)
+    # A fresh manifest, not a merge: figures left in the folder by an earlier `traverse --compare` or
+    # by a dataset with factors must not reappear in this report under their old captions.
+    atomic_write_json(out / MANIFEST_FILE, {"figures": figures})
+    return figures

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -24,6 +27,22 @@ def require_encoder(model: LatentModel, figure: str) -> None:
         raise FactorlensError(f"{figure} needs an encoder; model {type(model).__name__} has none (a GAN)")
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode, then restore its mode.
+
+    Figures must not depend on (or change) BatchNorm batch statistics: a model handed over straight from
+    training is still in train mode, where decoding a traversal would use the traversal's own batch
+    statistics and overwrite the running averages.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def encode_posterior(
     model: LatentModel, images: np.ndarray | torch.Tensor, batch_size: int = ENCODE_BATCH
@@ -32,10 +51,11 @@ def encode_posterior(
     require_encoder(model, "encoding images")
     x = as_float_images(images)
     means, logvars = [], []
-    for start in range(0, len(x), batch_size):
-        mu, logvar = model.encode(x[start : start + batch_size])
-        means.append(mu.float())
-        logvars.append(logvar.float())
+    with evaluating(model):
+        for start in range(0, len(x), batch_size):
+            mu, logvar = model.encode(x[start : start + batch_size])
+            means.append(mu.float())
+            logvars.append(logvar.float())
     return torch.cat(means).numpy(), torch.cat(logvars).numpy()
 
 

@@ -20,7 +20,13 @@ from PIL import Image
 
 from factorlens.models.base import LatentModel
 from factorlens.viz.grid import FigureError, gif_bytes, hstack_images, png_bytes, render_grid
-from factorlens.viz.stats import as_float_images, encode_posterior, mean_kl_per_dim, require_encoder
+from factorlens.viz.stats import (
+    as_float_images,
+    encode_posterior,
+    evaluating,
+    mean_kl_per_dim,
+    require_encoder,
+)
 
 DECODE_BATCH = 256
 GIF_MAX_TILES = 48  # a GIF frame shows every row at one step; beyond this the frame gets too large
@@ -97,7 +103,12 @@ def decode_codes(
 ) -> np.ndarray:
     """``float32 [N, C, H, W]`` decoded from ``codes [N, d]`` in batches."""
     z = torch.as_tensor(np.asarray(codes, dtype=np.float32))
-    parts = [model.decode(z[start : start + batch_size]).float() for start in range(0, len(z), batch_size)]
+    if len(z) == 0:
+        raise FigureError("nothing to decode: no latent codes were given")
+    with evaluating(model):
+        parts = [
+            model.decode(z[start : start + batch_size]).float() for start in range(0, len(z), batch_size)
+        ]
     return torch.cat(parts).clamp_(0.0, 1.0).numpy()
 
 

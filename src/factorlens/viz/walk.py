@@ -93,6 +93,10 @@ def walk_order(
     distance = np.abs(np.asarray(target_code, np.float64) - np.asarray(source_code, np.float64))
     # a dimension on which source and target agree would make a column of identical images
     order = [int(d) for d in np.argsort(-distance, kind="stable") if distance[d] > 0]
+    if not order:
+        raise FigureError(
+            "source and target have the same latent code: nothing to walk (choose a different target)"
+        )
     return order if max_dims is None else order[:max_dims]
 
 
