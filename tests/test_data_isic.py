@@ -340,3 +340,44 @@ def test_tiny_images_are_noted(tmp_path):
         dataset = load_dataset(f"isic2018:{root}", progress=False)
     assert dataset.notes["upsampled_images"] == 2
     np.testing.assert_array_equal(dataset.images[1, 0], 10)
+
+
+def write_lesion_groupings(path: Path, ids: list[str], lesions: list[str]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "lesion_id", "diagnosis_confirm_type"])
+        for image_id, lesion in zip(ids, lesions, strict=True):
+            writer.writerow([image_id, lesion, "histopathology"])
+
+
+def test_official_layout_reads_the_lesion_groupings_csv(tmp_path):
+    root = official_layout(tmp_path / "isic")
+    without = load_dataset(f"isic2018:{root}")
+    assert without.notes["images_without_lesion_id"] == 6
+    write_lesion_groupings(
+        root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_LesionGroupings.csv",
+        IDS, LESIONS,
+    )
+    grouped = load_dataset(f"isic2018:{root}")
+    assert "images_without_lesion_id" not in grouped.notes
+    by_id = dict(zip(grouped.ids, grouped.groups, strict=True))
+    assert by_id["ISIC_0000000"] == by_id["ISIC_0000001"] != by_id["ISIC_0000002"]
+    assert len(set(grouped.groups)) == 4
+
+
+def test_official_validation_layout_loads_and_a_second_ground_truth_is_named(tmp_path):
+    root = tmp_path / "isic"
+    validation_ids = [f"ISIC_{i:07d}" for i in range(100, 103)]
+    for i, image_id in enumerate(validation_ids):
+        write_image(root / "ISIC2018_Task3_Validation_Input" / f"{image_id}.jpg", i)
+    write_ground_truth(
+        root / "ISIC2018_Task3_Validation_GroundTruth" / "ISIC2018_Task3_Validation_GroundTruth.csv",
+        validation_ids, LABELS[:3],
+    )
+    validation = load_dataset(f"isic2018:{root}")
+    assert sorted(validation.ids) == validation_ids
+    official_layout(root)  # now Training is there too: it is preferred, and the other CSV is named
+    with pytest.warns(UserWarning, match="ISIC2018_Task3_Validation_GroundTruth.csv"):
+        both = load_dataset(f"isic2018:{root}")
+    assert sorted(both.ids) == IDS
+    assert both.notes["unlabelled_images"] == 3  # the validation images, counted

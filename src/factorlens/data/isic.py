@@ -9,7 +9,9 @@ Accepted layouts under ``PATH``:
 - flat: ``images/`` (or the images in ``PATH`` itself), ``masks/`` and either CSV.
 
 ``isic2018`` takes labels from the one-hot ground truth when present, ``ham10000`` from ``dx``; both
-fall back to the other CSV. ``groups`` come from ``lesion_id`` whenever the metadata CSV is there.
+fall back to the other CSV (ISIC: Training, else Validation, else Test ground truth). ``groups`` come
+from ``lesion_id`` of the metadata CSV, else of the official
+``ISIC2018_Task3_Training_LesionGroupings.csv``; images without one are counted in the notes.
 Masks: ``MASKS`` (a folder; relative paths are tried from the working directory, then inside ``PATH``),
 else ``PATH/masks`` or ``PATH/ISIC2018_Task1_Training_GroundTruth`` when present; a mask for image
 ``ID`` is ``ID_segmentation.png`` or ``ID.png``.
@@ -29,15 +31,26 @@ from factorlens.data.loading import DATASETS, DatasetSpec, existing_path
 from factorlens.errors import ConfigError, DataError
 
 ISIC_CLASS_NAMES = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+ISIC_SPLITS = ("Training", "Validation", "Test")
 IMAGE_FOLDERS = (
-    "ISIC2018_Task3_Training_Input",
+    *(f"ISIC2018_Task3_{split}_Input" for split in ISIC_SPLITS),
     "HAM10000_images_part_1",
     "HAM10000_images_part_2",
     "images",
 )
-GROUND_TRUTH_CSVS = (
-    "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv",
-    "ISIC2018_Task3_Training_GroundTruth.csv",
+# In order of preference: the first one present gives the labels (Training, then Validation, then Test).
+GROUND_TRUTH_CSVS = tuple(
+    name
+    for split in ISIC_SPLITS
+    for name in (
+        f"ISIC2018_Task3_{split}_GroundTruth/ISIC2018_Task3_{split}_GroundTruth.csv",
+        f"ISIC2018_Task3_{split}_GroundTruth.csv",
+    )
+)
+# The official Task 3 training ground truth also ships the lesion of every image.
+LESION_GROUPING_CSVS = (
+    "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_LesionGroupings.csv",
+    "ISIC2018_Task3_Training_LesionGroupings.csv",
 )
 METADATA_CSV = "HAM10000_metadata.csv"
 MASK_FOLDERS = ("masks", "ISIC2018_Task1_Training_GroundTruth")
@@ -116,6 +129,21 @@ def read_metadata(path: Path) -> tuple[dict[str, tuple[int, int]], dict[str, str
     return labels, lesions
 
 
+def read_lesion_groupings(path: Path) -> dict[str, str]:
+    """Official ``ISIC2018_Task3_Training_LesionGroupings.csv`` (``image,lesion_id,...``) ->
+    ``{image id: lesion id}``."""
+    lesions: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line, row in _read_csv(path, ("image", "lesion_id")):
+        image_id = row["image"]
+        if not image_id:
+            raise DataError(f"{path} row {line}: empty image id")
+        _check_unique(path, line, image_id, seen)
+        if row["lesion_id"]:
+            lesions[image_id] = row["lesion_id"]
+    return lesions
+
+
 def _find_masks(root: Path, spec: DatasetSpec) -> Path | None:
     if len(spec.args) >= 2:
         given = Path(spec.args[1]).expanduser()
@@ -176,8 +204,13 @@ def _load_isic_like(spec: DatasetSpec, *, prefer: str, skip_bad: bool, progress:
     root = existing_path(spec.args[0], "dataset folder", spec)
     if not root.is_dir():
         raise DataError(f"dataset folder {str(root)!r} (from dataset spec {spec.raw!r}) is not a folder")
-    ground_truth = next((root / name for name in GROUND_TRUTH_CSVS if (root / name).is_file()), None)
+    truths = [root / name for name in GROUND_TRUTH_CSVS if (root / name).is_file()]
+    ground_truth = truths[0] if truths else None
+    if len(truths) > 1:
+        others = ", ".join(str(path) for path in truths[1:])
+        warnings.warn(f"labels are read from {ground_truth} only; also found {others}", stacklevel=3)
     metadata = root / METADATA_CSV if (root / METADATA_CSV).is_file() else None
+    grouping = next((root / name for name in LESION_GROUPING_CSVS if (root / name).is_file()), None)
     if ground_truth is None and metadata is None:
         names = ", ".join([*GROUND_TRUTH_CSVS, METADATA_CSV])
         raise DataError(f"no labels CSV in {root} (looked for {names})")
@@ -186,6 +219,8 @@ def _load_isic_like(spec: DatasetSpec, *, prefer: str, skip_bad: bool, progress:
     meta_labels: dict[str, tuple[int, int]] = {}
     if metadata is not None:
         meta_labels, lesions = read_metadata(metadata)
+    elif grouping is not None:
+        lesions = read_lesion_groupings(grouping)
     readers: dict[str, Callable[[], tuple[Path, dict[str, tuple[int, int]]]]] = {
         "ground_truth": lambda: (ground_truth, read_ground_truth(ground_truth)),
         "metadata": lambda: (metadata, meta_labels),
@@ -201,15 +236,22 @@ def _load_isic_like(spec: DatasetSpec, *, prefer: str, skip_bad: bool, progress:
     for image_id, (label, line) in labels.items():
         stem, path = _resolve_image(root, files, image_id, labels_csv, line)
         mask = masks.get(stem) if mask_folder is not None else None
-        entries.append(Entry(stem, path, mask, label, lesions.get(image_id)))
+        entries.append(Entry(stem, path, mask, label, lesions.get(image_id) or lesions.get(stem)))
     labelled = {entry.image_path for entry in entries}
     unlabelled = [path for path in files.values() if path not in labelled]
     notes: dict = {"labels_csv": str(labels_csv)}
+    grouped = sum(entry.group is not None for entry in entries)
+    if grouped < len(entries):
+        # Without lesion ids a train/test split is per image, and HAM10000 has several images of one
+        # lesion (10,015 images of 7,470 lesions): the same lesion could land on both sides.
+        # Counted in the notes (`factorlens data info` prints them) rather than warned about: test
+        # folders and users' own ISIC subsets routinely come without lesion ids.
+        notes["images_without_lesion_id"] = len(entries) - grouped
     if unlabelled:
         notes["unlabelled_images"] = len(unlabelled)
         warnings.warn(f"{len(unlabelled)} image files in {root} have no row in {labels_csv}", stacklevel=3)
 
-    csvs = [path for path in (ground_truth, metadata) if path is not None]
+    csvs = [path for path in (ground_truth, metadata, grouping) if path is not None]
     params = {
         "source": spec.name,
         "prefer": prefer,
