@@ -103,7 +103,7 @@ def check_geometry(dataset) -> None:
         # ... and those equal the drawn ellipse's analytic values.
         a, b = 18 + i, 9
         assert abs(dataset.handcrafted[row, 0] - np.sqrt(1 - (b / a) ** 2)) < 0.01
-        assert abs(wrap_half_turn(dataset.handcrafted[row, 1] - 0.3 * i)) < 0.01
+        assert abs(wrap_half_turn(dataset.handcrafted[row, 1] - (0.3 * i - np.pi / 2))) < 0.01
         np.testing.assert_allclose(
             dataset.handcrafted[row, 2], np.pi * a * b / (IMAGE_W * IMAGE_H), rtol=0.01
         )

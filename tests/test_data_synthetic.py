@@ -115,7 +115,8 @@ def test_measured_orientation_and_eccentricity_follow_factors():
     factors[:, F["eccentricity"]] = np.repeat([3, 4], 8)
     _, masks = SyntheticLesionSampler().render_with_masks(factors)
     measured = np.stack([handcrafted_factors(mask) for mask in masks])
-    expected_angle = ORIENTATION_RAD[factors[:, F["orientation"]]]
+    # regionprops measures from the row axis: the drawn angle (from x, y up) minus pi/2, modulo pi.
+    expected_angle = ORIENTATION_RAD[factors[:, F["orientation"]]] - np.pi / 2
     angle_error = np.abs(wrap_half_turn(measured[:, 1] - expected_angle))
     assert angle_error.max() < 0.03
     expected_ecc = np.sqrt(1 - AXIS_RATIO[factors[:, F["eccentricity"]]] ** 2)

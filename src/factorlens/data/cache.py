@@ -23,7 +23,7 @@ from factorlens.data.base import ImageDataset
 from factorlens.io import atomic_open
 
 # Bump whenever decoding, cropping, resizing, thresholding or generation changes the arrays.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3  # 3: handcrafted orientation in regionprops' convention
 
 _ARRAY_FIELDS = ("images", "labels", "factors", "handcrafted", "masks", "groups")
 

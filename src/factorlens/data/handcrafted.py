@@ -24,17 +24,18 @@ def handcrafted_factors(mask: np.ndarray) -> np.ndarray:
     """``float64 [3]``: eccentricity, orientation, size of the largest connected lesion component.
 
     Components come from ``skimage.measure.label`` (8-connectivity); eccentricity and orientation are
-    those of the ellipse with the component's second moments, i.e. the values of
-    ``skimage.measure.regionprops`` (computed directly, 10x faster).
+    those of the ellipse with the component's second moments, with ``skimage.measure.regionprops``'
+    definitions — the paper's tool, and the orientation convention decides which images fall on each
+    side of its median split — computed directly (10x faster; tests compare with regionprops).
 
     Args:
         mask: ``[H, W]`` array, nonzero = lesion (any size; 8-connectivity).
 
     Returns:
-        ``[eccentricity in [0, 1), orientation in radians, size]`` where orientation is the angle of the
-        major axis from the image x axis (columns), counter-clockwise with y pointing up, in
-        ``(-pi/2, pi/2]``, and size is the component's area as a fraction of the ``H * W`` mask. All NaN
-        when the mask is empty.
+        ``[eccentricity in [0, 1), orientation in radians, size]`` where orientation is regionprops':
+        the angle between the row axis (axis 0) and the major axis, in ``[-pi/2, pi/2]`` (a lesion whose
+        major axis runs along the columns is at +-pi/2, one along the rows at 0), and size is the
+        component's area as a fraction of the ``H * W`` mask. All NaN when the mask is empty.
     """
     binary = np.asarray(mask) != 0
     if binary.ndim != 2:
@@ -53,7 +54,10 @@ def handcrafted_factors(mask: np.ndarray) -> np.ndarray:
     half_spread = np.sqrt(((var_row - var_col) / 2) ** 2 + cov**2)
     major, minor = (var_row + var_col) / 2 + half_spread, (var_row + var_col) / 2 - half_spread
     eccentricity = np.sqrt(1 - minor / major) if major > 0 else 0.0
-    # Angle of the major axis from the x axis (columns) with y pointing up (rows grow downwards, hence the
-    # minus on the covariance), wrapped into (-pi/2, pi/2].
-    orientation = wrap_half_turn(0.5 * np.arctan2(-2 * cov, var_col - var_row))
+    # regionprops' orientation (skimage 0.26: 0.5 * atan2(-2 b, c - a) on the inertia tensor
+    # [[a, b], [b, c]] = [[var_col, -cov], [-cov, var_row]], +-pi/4 when a == c).
+    if var_col == var_row:
+        orientation = np.pi / 4 if cov > 0 else -np.pi / 4
+    else:
+        orientation = 0.5 * np.arctan2(2 * cov, var_row - var_col)
     return np.array([float(eccentricity), orientation, area / binary.size], dtype=np.float64)
