@@ -381,3 +381,12 @@ def test_official_validation_layout_loads_and_a_second_ground_truth_is_named(tmp
         both = load_dataset(f"isic2018:{root}")
     assert sorted(both.ids) == IDS
     assert both.notes["unlabelled_images"] == 3  # the validation images, counted
+
+
+def test_mask_suffix_in_upper_case_is_found(tmp_path):
+    root = official_layout(tmp_path / "isic")
+    masks = root / "masks_task1"
+    for path in masks.iterdir():
+        path.rename(masks / path.name.replace("_segmentation.png", "_Segmentation.PNG"))
+    dataset = load_dataset(f"isic2018:{root}:{masks}")
+    assert dataset.notes.get("missing_masks", 0) == 0 and dataset.masks is not None

@@ -177,7 +177,7 @@ def _mask_files(mask_folder: Path | None) -> dict[str, Path]:
     for path in sorted(mask_folder.iterdir()):
         if path.suffix.lower() != ".png":
             continue
-        if path.name.endswith(MASK_SUFFIXES[0]):
+        if path.name.lower().endswith(MASK_SUFFIXES[0]):  # any case: ID_Segmentation.PNG counts too
             masks[path.name[: -len(MASK_SUFFIXES[0])]] = path  # the official name wins over ID.png
         else:
             masks.setdefault(path.stem, path)
