@@ -390,3 +390,19 @@ def test_mask_suffix_in_upper_case_is_found(tmp_path):
         path.rename(masks / path.name.replace("_segmentation.png", "_Segmentation.PNG"))
     dataset = load_dataset(f"isic2018:{root}:{masks}")
     assert dataset.notes.get("missing_masks", 0) == 0 and dataset.masks is not None
+
+
+def test_a_csv_replaced_with_the_same_size_and_mtime_is_not_served_from_the_cache(tmp_path):
+    root = flat_layout(tmp_path / "flat")
+    first = load_dataset(f"isic2018:{root}")
+    csv_path = root / "ISIC2018_Task3_Training_GroundTruth.csv"
+    stat = csv_path.stat()
+    text = csv_path.read_text()
+    # Relabel one row (NV -> MEL): same size, and the old mtime put back (as `cp -p` would).
+    swapped = text.replace("ISIC_0000000,0.0,1.0", "ISIC_0000000,1.0,0.0", 1)
+    assert len(swapped) == len(text) and swapped != text
+    csv_path.write_text(swapped)
+    os.utime(csv_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = load_dataset(f"isic2018:{root}")
+    row = second.ids.index("ISIC_0000000")
+    assert first.labels[first.ids.index("ISIC_0000000")] == 1 and second.labels[row] == 0

@@ -42,9 +42,26 @@ def file_fingerprint(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
     return fingerprint
 
 
+def content_fingerprint(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    """``(path, SHA-256 of the bytes)`` for small files such as label CSVs: a CSV replaced by one of the
+    same size with its modification time preserved (``cp -p``, ``rsync -a``) still changes the key."""
+    return [(str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()) for path in paths]
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of the libraries that decode, resize and measure: a new Pillow or scikit-image may
+    change a pixel or a regionprops value, so it gets a new cache entry."""
+    import PIL
+    import skimage
+
+    return {"numpy": np.__version__, "pillow": PIL.__version__, "scikit-image": skimage.__version__}
+
+
 def cache_key(params: dict) -> str:
-    """A 20-hex-digit key for a JSON-serialisable description of a dataset build."""
-    payload = json.dumps({"version": PREPROCESS_VERSION, **params}, sort_keys=True, default=str)
+    """A 20-hex-digit key for a JSON-serialisable description of a dataset build (plus the preprocessing
+    version and the decoding libraries' versions)."""
+    described = {"version": PREPROCESS_VERSION, "libraries": _library_versions(), **params}
+    payload = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:20]
 
 

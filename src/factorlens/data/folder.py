@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path, PurePosixPath
 
 from factorlens.data.base import ImageDataset
-from factorlens.data.cache import cached_build, file_fingerprint
+from factorlens.data.cache import cached_build, content_fingerprint, file_fingerprint
 from factorlens.data.collection import Entry, build_dataset, list_images, resolve_inside
 from factorlens.data.loading import DATASETS, DatasetSpec, existing_path
 from factorlens.errors import ConfigError, DataError
@@ -112,6 +112,7 @@ def load_folder(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> ImageDa
         "skip_bad": skip_bad,
         "root": str(root),
         "csv": None if csv_path is None else file_fingerprint([csv_path]),
+        "csv_contents": None if csv_path is None else content_fingerprint([csv_path]),
         "images": file_fingerprint(entry.image_path for entry in entries),
         "notes": notes,
     }

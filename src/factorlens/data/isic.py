@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from factorlens.data.base import ImageDataset
-from factorlens.data.cache import cached_build, file_fingerprint
+from factorlens.data.cache import cached_build, content_fingerprint, file_fingerprint
 from factorlens.data.collection import Entry, build_dataset, list_images, resolve_inside
 from factorlens.data.loading import DATASETS, DatasetSpec, existing_path
 from factorlens.errors import ConfigError, DataError
@@ -259,6 +259,7 @@ def _load_isic_like(spec: DatasetSpec, *, prefer: str, skip_bad: bool, progress:
         "root": str(root),
         "masks": None if mask_folder is None else str(mask_folder),
         "csvs": file_fingerprint(csvs),
+        "csv_contents": content_fingerprint(csvs),
         "images": file_fingerprint(entry.image_path for entry in entries),
         "mask_files": file_fingerprint(entry.mask_path for entry in entries if entry.mask_path is not None),
         "notes": notes,
