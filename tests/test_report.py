@@ -183,3 +183,20 @@ def test_traversal_rows_capped_to_the_dimensions_with_most_kl(tmp_path, two_runs
     assert "only the 2 dimensions with the most KL are shown" in manifest["traversal.png"]
     with pytest.raises(FactorlensError, match="max_dims must be at least 1"):
         make_run_figures(run, tmp_path / "figs", max_dims=0)
+
+
+def test_direction_sections_get_distinct_anchors_even_when_names_differ_only_in_punctuation(tmp_path):
+    import json as _json
+
+    from factorlens.viz.report import directions_html
+
+    run = tmp_path / "run"
+    for name in ("a b", "a-b", "a_b"):
+        folder = run / "directions" / name
+        folder.mkdir(parents=True)
+        (folder / "directions.json").write_text(_json.dumps({"method": "sefa", "figures": {}}))
+    html, toc = directions_html(run, "run0-x")
+    anchors = [anchor for anchor, _ in toc]
+    assert len(set(anchors)) == 3, anchors
+    for anchor in anchors:
+        assert html.count(f'id="{anchor}"') == 1

@@ -193,6 +193,9 @@ def directions_html(run_path: Path, run_anchor: str) -> tuple[str, list[tuple[st
         except json.JSONDecodeError:
             raise FactorlensError(f"{meta_path} is not valid JSON") from None
         anchor = _anchor(run_anchor, "directions", folder.name)
+        used = {existing for existing, _ in toc}
+        if anchor in used:  # "a b" and "a-b" map to the same id: number the later one
+            anchor = next(f"{anchor}-{n}" for n in range(2, len(toc) + 3) if f"{anchor}-{n}" not in used)
         title = f"Directions: {folder.name} ({meta.get('method', 'unknown method')})"
         toc.append((anchor, title))
         parts.append(f'<h3 id="{anchor}">{_e(title)}</h3>')
