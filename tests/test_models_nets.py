@@ -117,3 +117,22 @@ def test_discriminator_is_the_residual_encoder_without_batch_norm():
     encoder_convs = [m.weight.shape for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
     assert convs[:-1] == encoder_convs[:-1] and convs[-1][0] == 1 and encoder_convs[-1][0] == 64
     assert model.adversary(torch.rand(5, 3, 64, 64)).shape == (5, 1)
+def test_generator_side_discriminator_call_leaves_parameters_and_running_stats_alone():
+    from factorlens.models.nets import logits_without_parameter_grad
+
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                 torch.nn.LazyLinear(1))
+    critic(torch.randn(2, 1, 8, 8))  # materialise the lazy layer
+    critic.train()
+    running = critic[1].running_mean.clone()
+    tracked = int(critic[1].num_batches_tracked)
+    fake = torch.randn(4, 1, 8, 8, requires_grad=True)
+    logits_without_parameter_grad(critic, fake).sum().backward()
+    torch.testing.assert_close(critic[1].running_mean, running)  # no fakes written into D's statistics
+    assert int(critic[1].num_batches_tracked) == tracked
+    assert fake.grad is not None and fake.grad.abs().sum() > 0  # the generator still gets a gradient
+    assert all(p.grad is None for p in critic.parameters())  # D does not
+    # Train-mode BatchNorm still normalises with this batch's statistics (same output as a plain call).
+    expected = critic(fake.detach())
+    torch.testing.assert_close(logits_without_parameter_grad(critic, fake.detach()), expected)

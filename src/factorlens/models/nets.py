@@ -192,8 +192,10 @@ def logits_without_parameter_grad(module: nn.Module, images: torch.Tensor) -> to
 
     Gradients flow into ``images`` (the generator) but never into the module's parameters: the
     generator loss of a GAN-style objective must not move the discriminator. Buffers (BN running
-    statistics) are the module's own, so they update as in a plain call.
+    statistics) are passed as copies: in train mode BatchNorm still normalises with the batch's
+    statistics, but the generator step does not write a second batch of fakes into the discriminator's
+    running averages (which its eval-mode use, e.g. a realism score, relies on).
     """
     params = {name: p.detach() for name, p in module.named_parameters()}
-    buffers = dict(module.named_buffers())
+    buffers = {name: b.clone() for name, b in module.named_buffers()}
     return torch.func.functional_call(module, (params, buffers), (images,))
