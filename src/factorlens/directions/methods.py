@@ -58,10 +58,12 @@ def check_options(method: str, options: dict[str, Any]) -> Callable[..., Directi
         default = parameters[name].default
         if default is None or default is inspect.Parameter.empty:
             continue
-        expected = float if isinstance(default, float) else type(default)
-        fits = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            fits = True
+        expected = type(default)
+        if expected is bool:
+            fits = isinstance(value, bool)
+        else:  # a bool is not a number here; an int is fine where a float is expected
+            accepted = (int, float) if expected is float else expected
+            fits = isinstance(value, accepted) and not isinstance(value, bool)
         if not fits:
             raise ConfigError(
                 f"direction method {method!r} option {name!r} must be {expected.__name__}, got {value!r}"

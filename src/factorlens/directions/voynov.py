@@ -180,6 +180,12 @@ class ReconstructorResult:
     final_loss: float  # mean total loss over the last 10% of steps
 
 
+def mean_sigma(covariance: torch.Tensor) -> float:
+    """Root mean variance of the base codes (``covariance [d, d]``): the step unit of a `linear`
+    deformator, whose columns carry their own norm."""
+    return float(torch.sqrt(torch.diagonal(covariance).mean()))
+
+
 class ShiftSampler:
     """Draws (k, eps) and turns them into latent shifts in posterior-sigma units."""
 
@@ -188,7 +194,7 @@ class ShiftSampler:
             raise ConfigError(f"need 0 <= shift_min < shift_max, got {shift_min} and {shift_max}")
         self.shift_max, self.shift_min = shift_max, shift_min
         self.covariance = adapter.base_covariance()
-        self.mean_sigma = float(torch.sqrt(torch.diagonal(self.covariance).mean()))
+        self.mean_sigma = mean_sigma(self.covariance)
 
     def sigma_shifts(self, deformator: Deformator) -> torch.Tensor:
         """``[K, d]``: one posterior sigma along each direction (differentiable in the deformator)."""
@@ -331,8 +337,7 @@ def voynov(
     else:
         # A `linear` deformator learned its columns' norms: it was trained with shifts of
         # eps * mean posterior sigma * A e_k, so one unit of shift is that vector, not one sigma along it.
-        mean_sigma = float(torch.sqrt(torch.diagonal(adapter.base_covariance()).mean()))
-        scales = mean_sigma * np.linalg.norm(result.directions, axis=1)
+        scales = mean_sigma(adapter.base_covariance()) * np.linalg.norm(result.directions, axis=1)
     return DirectionSet(
         matrix=result.directions,
         scales=scales,

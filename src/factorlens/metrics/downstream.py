@@ -91,10 +91,13 @@ def _check_labels(labels: np.ndarray, n_rows: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def standardize(codes: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per column; constant columns are centred only (scale 1)."""
-    std = codes.std(axis=0)
-    return (codes - codes.mean(axis=0)) / np.where(std > 0, std, 1.0)
+def standardize(codes: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Zero mean, unit variance per column, with the mean and std (ddof 0) of ``reference`` (default:
+    ``codes`` itself; pass the training rows to standardise test rows alike); constant columns are
+    centred only (scale 1)."""
+    reference = codes if reference is None else reference
+    std = reference.std(axis=0)
+    return (codes - reference.mean(axis=0)) / np.where(std > 0, std, 1.0)
 
 
 def gmm_nmi(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from factorlens.errors import DataError
+from factorlens.metrics.downstream import standardize
 from factorlens.metrics.mutual_info import (
     binned_mutual_info,
     check_codes,
@@ -336,14 +337,10 @@ def modularity_explicitness(
     rows = train_test_rows(codes.shape[0], num_train, num_test, np.random.default_rng(seed))
     mi = binned_mutual_info(histogram_discretize(codes[rows.train], bins=bins), factors[rows.train])
     modularity = modularity_from_mi(mi)
-    # dlib z-scores the codes with the training rows' mean and std (ddof 0) before the regularised
-    # logistic regression, so explicitness does not depend on the codes' scale. A constant latent
-    # (std 0) is only centred: dividing by 0 would put NaN in every row.
-    mean = codes[rows.train].mean(axis=0)
-    std = codes[rows.train].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    train_codes = (codes[rows.train] - mean) / std
-    test_codes = (codes[rows.test] - mean) / std
+    # dlib z-scores the codes with the training rows' mean and std before the regularised logistic
+    # regression, so explicitness does not depend on the codes' scale.
+    train_codes = standardize(codes[rows.train])
+    test_codes = standardize(codes[rows.test], reference=codes[rows.train])
     explicit_train, explicit_test = np.zeros(factors.shape[1]), np.zeros(factors.shape[1])
     for k in range(factors.shape[1]):
         classifier = LogisticRegression()
