@@ -59,3 +59,60 @@ def test_bad_exports_are_refused_with_one_line(tmp_path, capsys):
     assert main(["data", "export", SPEC, "--out", str(tmp_path / "x.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --out") and not (tmp_path / "x.txt").exists()
+
+
+def test_compressed_export_is_bit_identical_and_smaller(tmp_path, capsys):
+    source = load_dataset(SPEC, progress=False)
+    plain = export_dataset(source, tmp_path / "plain.npz")
+    out = tmp_path / "small.npz"
+    assert main(["data", "export", SPEC, "--out", str(out), "--compress"]) == 0
+    assert "96 images of synthetic-lesions" in capsys.readouterr().out
+    with np.load(out) as stored:
+        assert "images" not in stored.files and stored["images_webp"].dtype == np.uint8
+        offsets = stored["images_webp_offsets"]
+    assert offsets.shape == (97,) and offsets[0] == 0 and (np.diff(offsets) > 0).all()
+    assert out.stat().st_size < 0.6 * plain.stat().st_size
+    loaded = load_dataset(f"npz:{out}", progress=False)
+    assert loaded.ids == source.ids and loaded.notes["exported_from"] == source.name
+    for name in FIELDS:
+        a, b = getattr(source, name), getattr(loaded, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == b.dtype, name
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_compressed_export_of_grey_images_keeps_them_raw_under_zlib(tmp_path):
+    dataset = load_dataset(SPEC, progress=False)
+    dataset.images = np.ascontiguousarray(dataset.images[:, :1])
+    out = export_dataset(dataset, tmp_path / "grey.npz", compress=True)
+    with np.load(out) as stored:
+        assert "images" in stored.files and "images_webp" not in stored.files
+    np.testing.assert_array_equal(load_dataset(f"npz:{out}", progress=False).images, dataset.images)
+
+
+def test_damaged_webp_stream_is_one_line_error_naming_the_image(tmp_path):
+    out = export_dataset(load_dataset(SPEC, progress=False), tmp_path / "c.npz", compress=True)
+    with np.load(out) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    stream = arrays["images_webp"].copy()
+    offsets = arrays["images_webp_offsets"]
+    stream[offsets[5] : offsets[5] + 12] = 0  # the RIFF header of image 5
+    np.savez(tmp_path / "broken.npz", **{**arrays, "images_webp": stream})
+    with pytest.raises(DataError, match=r"broken\.npz: image 5 of images_webp cannot be decoded"):
+        load_dataset(f"npz:{tmp_path / 'broken.npz'}", progress=False)
+    np.savez(tmp_path / "cut.npz", **{**arrays, "images_webp": stream[:-10]})
+    with pytest.raises(DataError, match=r"cut\.npz: images_webp_offsets do not cut images_webp into 96"):
+        load_dataset(f"npz:{tmp_path / 'cut.npz'}", progress=False)
+
+
+def test_export_refuses_a_webp_coding_that_is_not_lossless(tmp_path, monkeypatch, capsys):
+    from factorlens.data import exported
+
+    lossy = {**exported._WEBP_OPTIONS, "lossless": False, "quality": 50}
+    monkeypatch.setattr(exported, "_WEBP_OPTIONS", lossy)
+    out = tmp_path / "lossy.npz"
+    assert main(["data", "export", SPEC, "--out", str(out), "--compress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did not give image 0 back bit-identical" in err[0]
+    assert not out.exists()

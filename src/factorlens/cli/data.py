@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("spec")
     export.add_argument("--out", required=True, help="output .npz file")
     export.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    export.add_argument(
+        "--compress",
+        action="store_true",
+        help="lossless WebP for RGB images and zlib for the rest (HAM10000: 49 MiB instead of 157 MiB; "
+        "checked bit-identical on export)",
+    )
     export.set_defaults(func=run_export)
 
 
@@ -50,7 +56,7 @@ def run_export(args: argparse.Namespace) -> int:
     if out.suffix != ".npz":
         raise ConfigError(f"--out {out}: the export is an .npz file; name it *.npz")
     dataset = load_dataset(args.spec, skip_bad=args.skip_bad, progress=progress_enabled())
-    export_dataset(dataset, out)
+    export_dataset(dataset, out, compress=args.compress, progress=progress_enabled())
     size_mib = out.stat().st_size / 2**20
     print(f"{out}: {len(dataset)} images of {dataset.name} ({size_mib:.1f} MiB); load it as npz:{out}")
     return 0

@@ -69,11 +69,25 @@ def cache_path(source: str, params: dict) -> Path:
     return cache_dir() / f"{source}-{cache_key(params)}.npz"
 
 
-def save_dataset(path: Path, dataset: ImageDataset) -> None:
-    """Write every array field, ids, names and notes (the sampler is re-attached by the loader)."""
+def save_dataset(
+    path: Path,
+    dataset: ImageDataset,
+    *,
+    encoded_images: dict[str, np.ndarray] | None = None,
+    compress: bool = False,
+) -> None:
+    """Write every array field, ids, names and notes (the sampler is re-attached by the loader).
+
+    ``encoded_images``: arrays stored *instead of* the raw ``images`` (the export's WebP-coded form,
+    see :mod:`factorlens.data.exported`). ``compress``: zlib (``np.savez_compressed``) instead of an
+    uncompressed file; the cache stays uncompressed because it is read far more often than written.
+    """
     arrays: dict[str, np.ndarray] = {
         name: getattr(dataset, name) for name in _ARRAY_FIELDS if getattr(dataset, name) is not None
     }
+    if encoded_images is not None:
+        del arrays["images"]
+        arrays.update(encoded_images)
     arrays["ids"] = np.asarray(dataset.ids, dtype=np.str_)
     arrays["meta"] = np.asarray(
         json.dumps(
@@ -87,7 +101,7 @@ def save_dataset(path: Path, dataset: ImageDataset) -> None:
         )
     )
     with atomic_open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        (np.savez_compressed if compress else np.savez)(handle, **arrays)
 
 
 def load_cached(path: Path, spec: str) -> ImageDataset | None:

@@ -5,15 +5,23 @@ the uint8 images, ids, labels and class names, factors, handcrafted mask factors
 and loading notes, in the dataset's order, so a run trained on the export has the same split as one
 trained on the source, and ``evaluate`` gives the same Table 1 on either. Plain ``.npz`` read with
 ``allow_pickle=False``: nothing in it is executed.
+
+``compress=True`` (``data export --compress``) makes the file small enough to carry where transfers
+are capped: RGB images are stored as lossless WebP (one byte stream plus offsets; 0.41 of the raw size
+on HAM10000, where general-purpose zlib gets 0.81) and the rest with zlib. Lossless is checked, not
+assumed: the export decodes every image again and refuses to write a file that would not load back
+bit-identical.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from factorlens.data.base import IMAGE_SIZE, ImageDataset
 from factorlens.data.cache import save_dataset
@@ -23,12 +31,77 @@ from factorlens.errors import ConfigError, DataError
 _OPTIONAL = ("labels", "factors", "handcrafted", "masks", "groups")
 
 
-def export_dataset(dataset: ImageDataset, path: str | Path) -> Path:
-    """Write ``dataset`` to ``path`` (atomically); returns the path. Load it back with ``npz:PATH``."""
+# WebP's lossless mode at effort 2: 0.411 of the raw bytes on HAM10000 at 0.55 ms per image to encode;
+# effort 4-6 saves under 1 % more at 4-10x the time (measured on 1,000 HAM10000 images, 2026-12-01).
+_WEBP_OPTIONS = {"format": "WEBP", "lossless": True, "quality": 0, "method": 2}
+_WEBP_FIELDS = ("images_webp", "images_webp_offsets")
+
+
+def encode_images_webp(images: np.ndarray, *, progress: bool = False) -> dict[str, np.ndarray]:
+    """Lossless WebP of uint8 RGB images ``[N, 3, H, W]``: ``images_webp`` (all files' bytes, uint8) and
+    ``images_webp_offsets`` (int64 ``[N + 1]``, image ``i`` is ``bytes[offsets[i]:offsets[i + 1]]``)."""
+    from PIL import Image, features
+
+    if not features.check("webp"):
+        raise ConfigError("--compress needs Pillow built with WebP support, which this Pillow lacks")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ConfigError(
+            f"WebP coding takes uint8 RGB images [N, 3, H, W], got {images.dtype} {list(images.shape)}"
+        )
+    chunks, offsets = [], [0]
+    for image in tqdm(images, desc="webp", unit="img", disable=not progress):
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(buffer, **_WEBP_OPTIONS)
+        chunks.append(buffer.getvalue())
+        offsets.append(offsets[-1] + len(chunks[-1]))
+    stream = np.frombuffer(b"".join(chunks), dtype=np.uint8)
+    return {"images_webp": stream, "images_webp_offsets": np.asarray(offsets, dtype=np.int64)}
+
+
+def decode_images_webp(stream: np.ndarray, offsets: np.ndarray, *, source: str) -> np.ndarray:
+    """Inverse of :func:`encode_images_webp`: uint8 ``[N, 3, H, W]``; a damaged stream is a one-line
+    ``DataError`` naming ``source`` and the image."""
+    from PIL import Image
+
+    well_cut = offsets.ndim == 1 and offsets.size >= 1 and offsets[0] == 0 and offsets[-1] == stream.size
+    if not well_cut or (np.diff(offsets) <= 0).any():
+        count = offsets.size - 1
+        raise DataError(f"{source}: images_webp_offsets do not cut images_webp into {count} images")
+    data = stream.tobytes()
+    decoded = []
+    for index in range(offsets.size - 1):
+        try:
+            with Image.open(io.BytesIO(data[offsets[index] : offsets[index + 1]])) as image:
+                if image.mode != "RGB":
+                    raise ValueError(f"mode {image.mode}, not RGB")
+                decoded.append(np.asarray(image).transpose(2, 0, 1))
+        except (OSError, ValueError) as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise DataError(f"{source}: image {index} of images_webp cannot be decoded ({reason})") from None
+    if len({array.shape for array in decoded}) > 1:
+        raise DataError(f"{source}: images_webp holds images of different sizes")
+    return np.stack(decoded) if decoded else np.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+
+
+def export_dataset(dataset: ImageDataset, path: str | Path, *, compress: bool = False,
+                   progress: bool = False) -> Path:
+    """Write ``dataset`` to ``path`` (atomically); returns the path. Load it back with ``npz:PATH``.
+
+    ``compress``: RGB images as lossless WebP, everything else with zlib (see the module docstring);
+    other channel counts are zlib-compressed as they are.
+    """
     path = Path(path)
     if path.suffix != ".npz":
         raise ConfigError(f"--out {path}: the export is an .npz file; name it *.npz")
-    save_dataset(path, dataset)
+    encoded = None
+    if compress and dataset.images.shape[1] == 3:
+        encoded = encode_images_webp(dataset.images, progress=progress)
+        back = decode_images_webp(*(encoded[name] for name in _WEBP_FIELDS), source=str(path))
+        if back.shape != dataset.images.shape or not np.array_equal(back, dataset.images):
+            differing = int(np.flatnonzero((back != dataset.images).reshape(len(back), -1).any(1))[0])
+            raise DataError(f"--out {path}: WebP did not give image {differing} back bit-identical; "
+                            "export without --compress")
+    save_dataset(path, dataset, encoded_images=encoded, compress=compress)
     return path
 
 
@@ -45,7 +118,10 @@ def load_exported(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> Image
             arrays = {name: stored[name] for name in stored.files}
         meta = json.loads(str(arrays.pop("meta")))
         ids = [str(item) for item in arrays.pop("ids")]
-        images = arrays.pop("images")
+        if "images" in arrays or not all(field in arrays for field in _WEBP_FIELDS):
+            images = arrays.pop("images")
+        else:
+            images = decode_images_webp(*(arrays.pop(field) for field in _WEBP_FIELDS), source=str(path))
         name = meta["name"]
         class_names, factor_names = meta["class_names"], meta["factor_names"]
         factor_sizes, notes = meta["factor_sizes"], meta["notes"]
