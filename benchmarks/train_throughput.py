@@ -6,6 +6,7 @@ adversary's update for ``btcvae-adv``) on random 64x64 RGB images, so data decod
 
     python -m benchmarks.train_throughput                       # every model, batch 64 and 256, fp32 and bf16
     python -m benchmarks.train_throughput --models btcvae --batch-sizes 64 --precisions fp32 bf16
+    python -m benchmarks.train_throughput --device cuda --batch-sizes 256 1024 --steps 50   # on a GPU
 
 Not a test: it prints a table (markdown) and asserts nothing. Run it on a quiet machine; a second process
 on a 2-core machine halves every figure.
@@ -37,12 +38,15 @@ def peak_rss_mib() -> float:
 
 
 def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, steps: int,
-            dataset_size: int = 4096, compile_loss: bool = False) -> dict:
-    """Time ``steps`` training steps after ``warmup`` untimed ones; returns the figures of one row."""
+            dataset_size: int = 4096, compile_loss: bool = False, device: str = "cpu") -> dict:
+    """Time ``steps`` training steps after ``warmup`` untimed ones; returns the figures of one row.
+
+    On ``cuda`` the dataset lives on the GPU (as in training) and the peak column is the GPU's peak
+    allocated memory of this row, not the process's RSS."""
     config = validate_config({
         "model": {"name": model_name, "latent_dim": 32},
         "train": {"iterations": warmup + steps, "batch_size": batch_size, "precision": precision,
-                  "device": "cpu", "log_every": 10_000, "checkpoint_every": 10_000, "seed": 0,
+                  "device": device, "log_every": 10_000, "checkpoint_every": 10_000, "seed": 0,
                   "compile": compile_loss},
         "data": {"spec": "synthetic-lesions"},
     }, "benchmark")
@@ -50,9 +54,12 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
     model, section = instantiate_model(config["model"], channels=3)
     config = {**config, "model": section}
     images = np.random.default_rng(0).integers(0, 256, size=(dataset_size, 3, 64, 64), dtype=np.uint8)
+    on_gpu = device == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
         loop = trainer_module._Loop(model=model, config=config, out=Path(tmp), train_images=images,
-                                    device=torch.device("cpu"), progress=False)
+                                    device=torch.device(device), progress=False)
         for _ in range(warmup):
             loop.step()
         start = time.perf_counter()
@@ -67,7 +74,7 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
         "precision": precision + (" + compile" if compile_loss else ""),
         "images_per_s": steps * batch_size / elapsed,
         "ms_per_iter": 1000 * elapsed / steps,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else peak_rss_mib(),
     }
 
 
@@ -79,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the loss computation (train.compile); warm-up includes compiling")
     args = parser.parse_args(argv)
@@ -86,18 +94,24 @@ def main(argv: list[str] | None = None) -> None:
     tune_glibc_malloc()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
     cpu = platform.processor() or platform.machine()
     day = time.strftime("%Y-%m-%d")
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}, {day}")
-    print("| model | batch | precision | images/s | ms/iter | peak RSS (MiB, process so far) |")
+    where = f"{torch.get_num_threads()} threads, {cpu}"
+    if args.device == "cuda":
+        where = torch.cuda.get_device_name()
+    print(f"# torch {torch.__version__}, {where}, {day}")
+    peak = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB, process so far)"
+    print(f"| model | batch | precision | images/s | ms/iter | {peak} |")
     print("|---|---:|---|---:|---:|---:|")
     for name in args.models:
         for batch in args.batch_sizes:
             for precision in args.precisions:
                 row = measure(name, batch, precision, warmup=args.warmup, steps=args.steps,
-                              compile_loss=args.compile)
+                              compile_loss=args.compile, device=args.device)
                 print(f"| {row['model']} | {row['batch']} | {row['precision']} | {row['images_per_s']:.0f} | "
-                      f"{row['ms_per_iter']:.1f} | {row['peak_rss_mib']:.0f} |", flush=True)
+                      f"{row['ms_per_iter']:.1f} | {row['peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -283,7 +283,11 @@ class _Loop:
     def next_batch(self) -> torch.Tensor:
         if self.permutation is None or self.position + self.batch_size > self.dataset_size:
             order = torch.randperm(self.dataset_size, generator=self.order_generator)
-            self.permutation = order.to(self.device)
+            if self.device.type == "cuda":
+                # A copy from pageable memory makes the host wait for the GPU; from pinned memory it
+                # is queued like any kernel (the host allocator keeps the buffer until it is done).
+                order = order.pin_memory()
+            self.permutation = order.to(self.device, non_blocking=True)
             self.position = 0
         index = self.permutation[self.position : self.position + self.batch_size]
         if self.dist.enabled:
@@ -507,6 +511,9 @@ def _train(config: dict, out: Path, *, resume: bool, force: bool, progress: bool
         tune_glibc_malloc()
     if train_cfg["num_threads"] > 0:
         torch.set_num_threads(train_cfg["num_threads"])
+    if device.type == "cuda":
+        # Every batch has the same shapes, so cuDNN's one-off search for the fastest kernels pays.
+        torch.backends.cudnn.benchmark = True
 
     from factorlens.data import load_dataset
 
