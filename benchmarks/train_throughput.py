@@ -57,11 +57,14 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
     on_gpu = device == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
+        torch.backends.cudnn.benchmark = True  # as `factorlens train` sets it on CUDA
     with tempfile.TemporaryDirectory() as tmp:
         loop = trainer_module._Loop(model=model, config=config, out=Path(tmp), train_images=images,
                                     device=torch.device(device), progress=False)
         for _ in range(warmup):
             loop.step()
+        if on_gpu:
+            torch.cuda.synchronize()  # the warm-up's queued kernels are not part of the timed steps
         start = time.perf_counter()
         for _ in range(steps):
             loop.step()

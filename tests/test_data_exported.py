@@ -102,8 +102,32 @@ def test_damaged_webp_stream_is_one_line_error_naming_the_image(tmp_path):
     with pytest.raises(DataError, match=r"broken\.npz: image 5 of images_webp cannot be decoded"):
         load_dataset(f"npz:{tmp_path / 'broken.npz'}", progress=False)
     np.savez(tmp_path / "cut.npz", **{**arrays, "images_webp": stream[:-10]})
-    with pytest.raises(DataError, match=r"cut\.npz: images_webp_offsets do not cut images_webp into 96"):
+    with pytest.raises(DataError, match=r"cut\.npz: images_webp_offsets .* do not cut images_webp"):
         load_dataset(f"npz:{tmp_path / 'cut.npz'}", progress=False)
+    np.savez(tmp_path / "float.npz", **{**arrays, "images_webp_offsets": offsets.astype(float)})
+    with pytest.raises(DataError, match=r"float\.npz: images_webp_offsets .* do not cut images_webp"):
+        load_dataset(f"npz:{tmp_path / 'float.npz'}", progress=False)
+
+
+def test_webp_images_of_another_size_or_format_are_refused_before_decoding(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from factorlens.data.exported import decode_images_webp
+
+    def coded(image: Image.Image, file_format: str) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format=file_format, lossless=True) if file_format == "WEBP" else image.save(
+            buffer, format=file_format)
+        return buffer.getvalue()
+
+    cases = [(coded(Image.new("RGB", (64, 32)), "WEBP"), "RGB 64x32, not RGB 64x64"),
+             (coded(Image.new("RGB", (64, 64)), "PNG"), r"cannot be decoded \(not a WebP file\)")]
+    for blob, reason in cases:
+        stream = np.frombuffer(blob, dtype=np.uint8)
+        with pytest.raises(DataError, match=rf"x\.npz: image 0 of images_webp .*{reason}"):
+            decode_images_webp(stream, np.array([0, stream.size]), source="x.npz")
 
 
 def test_export_refuses_a_webp_coding_that_is_not_lossless(tmp_path, monkeypatch, capsys):

@@ -59,28 +59,34 @@ def encode_images_webp(images: np.ndarray, *, progress: bool = False) -> dict[st
 
 
 def decode_images_webp(stream: np.ndarray, offsets: np.ndarray, *, source: str) -> np.ndarray:
-    """Inverse of :func:`encode_images_webp`: uint8 ``[N, 3, H, W]``; a damaged stream is a one-line
-    ``DataError`` naming ``source`` and the image."""
-    from PIL import Image
+    """Inverse of :func:`encode_images_webp`: uint8 ``[N, 3, 64, 64]``; a damaged stream, a file that is
+    not a 64x64 RGB WebP or a Pillow without WebP is a one-line ``DataError`` naming ``source``."""
+    from PIL import Image, UnidentifiedImageError, features
 
-    well_cut = offsets.ndim == 1 and offsets.size >= 1 and offsets[0] == 0 and offsets[-1] == stream.size
+    if not features.check("webp"):
+        raise DataError(f"{source}: its images are WebP-coded and this Pillow has no WebP support")
+    integer_offsets = offsets.ndim == 1 and offsets.size >= 1 and np.issubdtype(offsets.dtype, np.integer)
+    well_cut = integer_offsets and offsets[0] == 0 and offsets[-1] == stream.size
     if not well_cut or (np.diff(offsets) <= 0).any():
-        count = offsets.size - 1
-        raise DataError(f"{source}: images_webp_offsets do not cut images_webp into {count} images")
+        raise DataError(f"{source}: images_webp_offsets (int64 [N + 1], from 0 to the stream's length, "
+                        "increasing) do not cut images_webp into images")
     data = stream.tobytes()
-    decoded = []
+    decoded = np.empty((offsets.size - 1, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for index in range(offsets.size - 1):
         try:
-            with Image.open(io.BytesIO(data[offsets[index] : offsets[index + 1]])) as image:
-                if image.mode != "RGB":
-                    raise ValueError(f"mode {image.mode}, not RGB")
-                decoded.append(np.asarray(image).transpose(2, 0, 1))
-        except (OSError, ValueError) as error:
+            with Image.open(io.BytesIO(data[offsets[index] : offsets[index + 1]]), formats=["WEBP"]) as image:
+                # checked from the header, before decoding: a forged size cannot make it allocate
+                if image.mode != "RGB" or image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    raise ValueError(f"{image.mode} {image.size[0]}x{image.size[1]}, "
+                                     f"not RGB {IMAGE_SIZE}x{IMAGE_SIZE}")
+                decoded[index] = np.asarray(image).transpose(2, 0, 1)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names no file: say what
             reason = " ".join(str(error).split()) or type(error).__name__
+            if isinstance(error, UnidentifiedImageError):
+                reason = "not a WebP file"
             raise DataError(f"{source}: image {index} of images_webp cannot be decoded ({reason})") from None
-    if len({array.shape for array in decoded}) > 1:
-        raise DataError(f"{source}: images_webp holds images of different sizes")
-    return np.stack(decoded) if decoded else np.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return decoded
 
 
 def export_dataset(dataset: ImageDataset, path: str | Path, *, compress: bool = False,
@@ -97,7 +103,7 @@ def export_dataset(dataset: ImageDataset, path: str | Path, *, compress: bool = 
     if compress and dataset.images.shape[1] == 3:
         encoded = encode_images_webp(dataset.images, progress=progress)
         back = decode_images_webp(*(encoded[name] for name in _WEBP_FIELDS), source=str(path))
-        if back.shape != dataset.images.shape or not np.array_equal(back, dataset.images):
+        if not np.array_equal(back, dataset.images):
             differing = int(np.flatnonzero((back != dataset.images).reshape(len(back), -1).any(1))[0])
             raise DataError(f"--out {path}: WebP did not give image {differing} back bit-identical; "
                             "export without --compress")

@@ -494,9 +494,14 @@ def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = 
     ctx = distributed.context_from_env(device.type)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
+    # Every batch has the same shapes, so cuDNN's one-off search for the fastest kernels pays; the
+    # global flag is put back afterwards so that it does not leak into the caller's later work.
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cudnn_benchmark or device.type == "cuda"
     try:
         return _train(config, out, resume=resume, force=force, progress=progress, device=device, ctx=ctx)
     finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         distributed.shutdown(ctx)
 
 
@@ -511,9 +516,6 @@ def _train(config: dict, out: Path, *, resume: bool, force: bool, progress: bool
         tune_glibc_malloc()
     if train_cfg["num_threads"] > 0:
         torch.set_num_threads(train_cfg["num_threads"])
-    if device.type == "cuda":
-        # Every batch has the same shapes, so cuDNN's one-off search for the fastest kernels pays.
-        torch.backends.cudnn.benchmark = True
 
     from factorlens.data import load_dataset
 
