@@ -60,10 +60,18 @@ SCRIPT = textwrap.dedent('''
             loss = (x_hat - x).pow(2).flatten(1).sum(1).mean()
             return StepOutput(loss=loss, terms={"rec": loss.detach()}, x_hat=x_hat)
 
+    # PROBE_SIGTERM="RANK:CALL": that rank sends itself SIGTERM during its CALL-th loss computation.
+    signal_rank, signal_call = map(int, os.environ.get("PROBE_SIGTERM", "-1:-1").split(":"))
+
     def keep(model):
         forward_loss = model.compute_loss
+        model.calls = 0
         def recording(x, *, dataset_size):
             model.seen_dataset_size = dataset_size
+            model.calls += 1
+            if int(os.environ.get("RANK", "0")) == signal_rank and model.calls == signal_call:
+                import signal
+                os.kill(os.getpid(), signal.SIGTERM)
             return forward_loss(x, dataset_size=dataset_size)
         model.compute_loss = recording
         built.append(model)
@@ -93,11 +101,15 @@ SCRIPT = textwrap.dedent('''
 
 
 def launch(tmp_path: Path, out: Path, model: str, iters: int, batch: int, *, processes: int,
-           resume: bool = False) -> None:
+           resume: bool = False, sigterm: str | None = None) -> subprocess.CompletedProcess:
+    """Run the probe script (under torchrun when ``processes > 1``); asserts success unless ``sigterm``
+    ("RANK:CALL", see the script) interrupts it, then returns the result for the caller to check."""
     script = tmp_path / "probe_train.py"
     script.write_text(SCRIPT, encoding="utf-8")
     env = {**os.environ, "FACTORLENS_CACHE": str(tmp_path / "cache"), "FACTORLENS_NO_PROGRESS": "1",
            "OMP_NUM_THREADS": "1"}
+    if sigterm is not None:
+        env["PROBE_SIGTERM"] = sigterm
     args = [str(out), model, str(iters), str(batch), "resume" if resume else "fresh"]
     if processes == 1:
         command = [sys.executable, str(script), *args]
@@ -105,7 +117,9 @@ def launch(tmp_path: Path, out: Path, model: str, iters: int, batch: int, *, pro
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={processes}", str(script), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    if sigterm is None:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def rank_weights(out: Path, rank: int) -> dict[str, np.ndarray]:
@@ -156,3 +170,18 @@ def test_torchrun_keeps_ranks_identical_uses_global_n_and_resumes(tmp_path, mode
                                / "model.safetensors"))
     for key in rank0:
         np.testing.assert_array_equal(checkpoint[key], rank0[key])
+
+
+def test_sigterm_on_one_rank_stops_every_rank_after_the_same_step_and_resume_finishes(tmp_path):
+    # Without agreement, rank 0 would wait forever in the next all-reduce for the rank that stopped.
+    out = tmp_path / "run"
+    result = launch(tmp_path, out, "probe-plain-ae", iters=8, batch=16, processes=2, sigterm="1:3")
+    assert result.returncode != 0
+    assert "SIGTERM at iteration 3: checkpoint written" in result.stderr, result.stderr[-3000:]
+    assert json.loads((out / "checkpoint.json").read_text()) == {"latest": "checkpoints/iter-3"}
+    assert not (out / "summary.json").exists()
+    launch(tmp_path, out, "probe-plain-ae", iters=8, batch=16, processes=2, resume=True)
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 8
+    rank0, rank1 = rank_weights(out, 0), rank_weights(out, 1)
+    for key in rank0:
+        np.testing.assert_array_equal(rank0[key], rank1[key])

@@ -32,11 +32,17 @@ from factorlens.errors import FactorlensError
 
 @dataclass(frozen=True)
 class DistContext:
-    """Where this process sits in the job: ``world_size == 1`` means a plain single-process run."""
+    """Where this process sits in the job: ``world_size == 1`` means a plain single-process run.
+
+    ``control_group``: the process group for host-side agreement (the stop request). Under NCCL it is a
+    second, gloo group, so that agreeing costs a CPU round trip and never a wait for the GPU; under gloo
+    it is None (the default group, already on the CPU).
+    """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    control_group: Any = None
 
     @property
     def enabled(self) -> bool:
@@ -57,7 +63,10 @@ def context_from_env(device_type: str) -> DistContext:
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+    # every rank must take part in creating a group, so this is decided from the backend alone
+    control = dist.new_group(backend="gloo") if dist.get_backend() == "nccl" else None
+    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
+                       control_group=control)
 
 
 def _comm_device() -> torch.device:
@@ -67,19 +76,13 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_reduce_mean_grads(params: list[torch.nn.Parameter], ctx: DistContext,
-                          extra: torch.Tensor | None = None) -> torch.Tensor | None:
+def all_reduce_mean_grads(params: list[torch.nn.Parameter], ctx: DistContext) -> None:
     """Average the gradients of ``params`` over ranks in one all-reduce; parameters without a gradient
-    count as zero. ``extra`` (a small float tensor) rides along and comes back *summed* over ranks (the
-    trainer uses it to agree on a stop request without a second collective)."""
+    count as zero."""
     if not ctx.enabled:
-        return extra
+        return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    pieces = [g.reshape(-1).to(torch.float32) for g in grads]
-    if extra is not None:
-        pieces.append(extra.reshape(-1).to(device=pieces[0].device if pieces else extra.device,
-                                            dtype=torch.float32))
-    flat = torch.cat(pieces)
+    flat = torch.cat([g.reshape(-1).to(torch.float32) for g in grads])
     dist.all_reduce(flat)
     offset = 0
     for param, grad in zip(params, grads, strict=True):
@@ -90,7 +93,16 @@ def all_reduce_mean_grads(params: list[torch.nn.Parameter], ctx: DistContext,
         else:
             param.grad.copy_(averaged)
         offset += n
-    return flat[offset:].clone() if extra is not None else None
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when ``flag`` is true on at least one (one all-reduce of a CPU scalar over
+    the control group; the GPU is not involved). Single process: ``flag`` itself."""
+    if not ctx.enabled:
+        return flag
+    vote = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=ctx.control_group)
+    return bool(vote.item())
 
 
 def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:

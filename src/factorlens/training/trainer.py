@@ -306,10 +306,9 @@ class _Loop:
             out = self.compute_loss(x, dataset_size=self.dataset_size)
         out.loss.backward()
         if self.dist.enabled:
-            # The stop request rides along with the gradients: every rank stops after the same step.
-            stop = torch.tensor([0.0 if self.stop_signal is None else 1.0])
-            agreed = distributed.all_reduce_mean_grads(self.generator_params, self.dist, extra=stop)
-            self.stop_agreed = bool(agreed.item() > 0)
+            distributed.all_reduce_mean_grads(self.generator_params, self.dist)
+            # Every rank stops after the same step, also when only one of them got the signal.
+            self.stop_agreed = distributed.any_rank(self.stop_signal is not None, self.dist)
         self.optimizer.step()
         terms = {"loss": out.loss.detach(), **out.terms}
         if self.adv_optimizer is not None:
