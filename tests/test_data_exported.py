@@ -13,6 +13,16 @@ SPEC = "synthetic-lesions:n=96,seed=2"
 FIELDS = ("images", "labels", "factors", "handcrafted", "masks", "groups")
 
 
+def assert_same_arrays(source, loaded) -> None:
+    """Every array field present in both or neither, with equal dtype and values."""
+    for name in FIELDS:
+        a, b = getattr(source, name), getattr(loaded, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == b.dtype, name
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 @pytest.fixture(autouse=True)
 def _env(tmp_path, monkeypatch):
     monkeypatch.setenv("FACTORLENS_CACHE", str(tmp_path / "cache"))
@@ -28,12 +38,7 @@ def test_export_round_trip_keeps_every_array_and_the_split(tmp_path, capsys):
     assert loaded.name == source.name and loaded.spec == f"npz:{out}"
     assert loaded.ids == source.ids and loaded.class_names == source.class_names
     assert loaded.factor_names == source.factor_names and loaded.factor_sizes == source.factor_sizes
-    for name in FIELDS:
-        a, b = getattr(source, name), getattr(loaded, name)
-        assert (a is None) == (b is None), name
-        if a is not None:
-            assert a.dtype == b.dtype, name
-            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert_same_arrays(source, loaded)
     assert source.masks is not None and source.handcrafted is not None  # the round trip covered them
     for a, b in zip(split_indices(source, test_fraction=0.25, seed=1),
                     split_indices(loaded, test_fraction=0.25, seed=1), strict=True):
@@ -74,12 +79,7 @@ def test_compressed_export_is_bit_identical_and_smaller(tmp_path, capsys):
     assert out.stat().st_size < 0.6 * plain.stat().st_size
     loaded = load_dataset(f"npz:{out}", progress=False)
     assert loaded.ids == source.ids and loaded.notes["exported_from"] == source.name
-    for name in FIELDS:
-        a, b = getattr(source, name), getattr(loaded, name)
-        assert (a is None) == (b is None), name
-        if a is not None:
-            assert a.dtype == b.dtype, name
-            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert_same_arrays(source, loaded)
 
 
 def test_compressed_export_of_grey_images_keeps_them_raw_under_zlib(tmp_path):
