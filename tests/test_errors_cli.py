@@ -294,6 +294,58 @@ def test_skip_bad_with_nothing_readable(capsys, tmp_path):
         data_error(capsys, tmp_path, f"folder:{root}", "has no readable images", skip_bad=True)
 
 
+# --- exported datasets (data export, npz:) -----------------------------------------------------------------
+
+
+def _export_with(tmp_path: Path, name: str, **replaced: np.ndarray) -> Path:
+    """A ``--compress`` export of DATA rewritten with some arrays replaced."""
+    source = tmp_path / "source.npz"
+    if not source.exists():
+        assert main(["data", "export", DATA, "--out", str(source), "--compress"]) == 0
+        shutil.rmtree(tmp_path / "cache")  # the source's cache entry: the checks below expect none
+    with np.load(source) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    np.savez(tmp_path / name, **{**arrays, **replaced})
+    return tmp_path / name
+
+
+def test_export_missing_or_not_an_export(capsys, tmp_path):
+    data_error(capsys, tmp_path, f"npz:{tmp_path / 'missing.npz'}",
+               f"dataset export '{tmp_path / 'missing.npz'}'", "does not exist")
+    (tmp_path / "junk.npz").write_text("junk")
+    data_error(capsys, tmp_path, f"npz:{tmp_path / 'junk.npz'}",
+               f"{tmp_path / 'junk.npz'} is not a factorlens dataset export (not an .npz archive)")
+    np.savez(tmp_path / "plain.npz", images=np.zeros((2, 3, 64, 64), np.uint8))
+    data_error(capsys, tmp_path, f"npz:{tmp_path / 'plain.npz'}",
+               f"{tmp_path / 'plain.npz'} is not a factorlens dataset export (no 'meta' entry)")
+
+
+def test_export_truncated_copy(capsys, tmp_path):
+    whole = _export_with(tmp_path, "whole.npz")
+    (tmp_path / "trunc.npz").write_bytes(whole.read_bytes()[:1000])
+    capsys.readouterr()
+    data_error(capsys, tmp_path, f"npz:{tmp_path / 'trunc.npz'}", "is not a factorlens dataset export",
+               "(not an .npz archive)")
+
+
+def test_export_with_a_damaged_webp_image_or_offsets(capsys, tmp_path):
+    stored = np.load(_export_with(tmp_path, "whole.npz"))
+    stream, offsets = stored["images_webp"].copy(), stored["images_webp_offsets"]
+    stream[offsets[5] : offsets[5] + 12] = 0
+    broken = _export_with(tmp_path, "broken.npz", images_webp=stream)
+    cut = _export_with(tmp_path, "cut.npz", images_webp=stream[:-10])
+    capsys.readouterr()
+    data_error(capsys, tmp_path, f"npz:{broken}", f"{broken}: image 5 of images_webp cannot be decoded",
+               "(not a WebP file)")
+    data_error(capsys, tmp_path, f"npz:{cut}", f"{cut}: images_webp_offsets", "do not cut images_webp")
+
+
+def test_export_out_must_be_npz(capsys, tmp_path):
+    assert_user_error(cli(capsys, "data", "export", DATA, "--out", tmp_path / "x.txt"),
+                      f"--out {tmp_path / 'x.txt'}: the export is an .npz file")
+    assert not (tmp_path / "x.txt").exists()
+
+
 # --- decodable but odd images: converted, values checked ---------------------------------------------------
 
 

@@ -119,6 +119,9 @@ def load_exported(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> Image
     path = Path(spec.args[0]).expanduser()
     if not path.is_file():
         raise DataError(f"dataset export {str(path)!r} (from dataset spec {spec.raw!r}) does not exist")
+    if not zipfile.is_zipfile(path):
+        # np.load would try it as a pickle and say so, which is no help for a truncated or foreign file
+        raise DataError(f"{path} is not a factorlens dataset export (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
@@ -133,6 +136,8 @@ def load_exported(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> Image
         factor_sizes, notes = meta["factor_sizes"], meta["notes"]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
+        if isinstance(error, KeyError):  # str(KeyError('meta')) is just "'meta'"
+            reason = f"no {error.args[0]!r} entry"
         raise DataError(f"{path} is not a factorlens dataset export ({reason})") from None
     n = len(ids)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n or images.shape[2:] != (
