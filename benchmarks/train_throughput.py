@@ -7,6 +7,8 @@ adversary's update for ``btcvae-adv``) on random 64x64 RGB images, so data decod
     python -m benchmarks.train_throughput                       # every model, batch 64 and 256, fp32 and bf16
     python -m benchmarks.train_throughput --models btcvae --batch-sizes 64 --precisions fp32 bf16
     python -m benchmarks.train_throughput --device cuda --batch-sizes 256 1024 --steps 50   # on a GPU
+    python -m benchmarks.train_throughput --models btcvae --batch-sizes 64 --precisions bf16 \
+        --steps 60 --repeat 6 --fused-adam-ab     # median (range) of 6 interleaved runs, foreach vs fused
 
 Not a test: it prints a table (markdown) and asserts nothing. Run it on a quiet machine; a second process
 on a 2-core machine halves every figure.
@@ -38,7 +40,8 @@ def peak_rss_mib() -> float:
 
 
 def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, steps: int,
-            dataset_size: int = 4096, compile_loss: bool = False, device: str = "cpu") -> dict:
+            dataset_size: int = 4096, compile_loss: bool = False, device: str = "cpu",
+            fused_adam: bool = False) -> dict:
     """Time ``steps`` training steps after ``warmup`` untimed ones; returns the figures of one row.
 
     On ``cuda`` the dataset lives on the GPU (as in training) and the peak column is the GPU's peak
@@ -61,6 +64,9 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
     with tempfile.TemporaryDirectory() as tmp:
         loop = trainer_module._Loop(model=model, config=config, out=Path(tmp), train_images=images,
                                     device=torch.device(device), progress=False)
+        if fused_adam:  # the trainer's Adam is the default (foreach) one; this swaps in the fused kernel
+            loop.optimizer = torch.optim.Adam(loop.generator_params, lr=config["train"]["lr"],
+                                              betas=tuple(config["train"]["betas"]), fused=True)
         for _ in range(warmup):
             loop.step()
         if on_gpu:
@@ -74,7 +80,7 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
     return {
         "model": model_name,
         "batch": batch_size,
-        "precision": precision + (" + compile" if compile_loss else ""),
+        "precision": "".join([precision, " + compile" * compile_loss, " + fused Adam" * fused_adam]),
         "images_per_s": steps * batch_size / elapsed,
         "ms_per_iter": 1000 * elapsed / steps,
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else peak_rss_mib(),
@@ -92,7 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the loss computation (train.compile); warm-up includes compiling")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each row this many times, interleaved across rows; "
+                        "print the median (range)")
+    parser.add_argument("--fused-adam-ab", action="store_true",
+                        help="also measure each row with Adam(fused=True) instead of the trainer's "
+                        "foreach Adam")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     # The trainer applies the same settings (train.malloc_tuning, train.num_threads).
     tune_glibc_malloc()
     if args.threads > 0:
@@ -106,15 +120,34 @@ def main(argv: list[str] | None = None) -> None:
         where = torch.cuda.get_device_name()
     print(f"# torch {torch.__version__}, {where}, {day}")
     peak = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB, process so far)"
-    print(f"| model | batch | precision | images/s | ms/iter | {peak} |")
+    speed = "images/s" if args.repeat == 1 else f"images/s, median (range) of {args.repeat}"
+    print(f"| model | batch | precision | {speed} | ms/iter | {peak} |")
     print("|---|---:|---|---:|---:|---:|")
-    for name in args.models:
-        for batch in args.batch_sizes:
-            for precision in args.precisions:
-                row = measure(name, batch, precision, warmup=args.warmup, steps=args.steps,
-                              compile_loss=args.compile, device=args.device)
-                print(f"| {row['model']} | {row['batch']} | {row['precision']} | {row['images_per_s']:.0f} | "
-                      f"{row['ms_per_iter']:.1f} | {row['peak_mib']:.0f} |", flush=True)
+    rows = [(name, batch, precision, fused) for name in args.models for batch in args.batch_sizes
+            for precision in args.precisions for fused in ((False, True) if args.fused_adam_ab else (False,))]
+    measured: dict[tuple, list[dict]] = {row: [] for row in rows}
+    for repeat in range(args.repeat):
+        # Alternate the order so that a drift of the machine's speed does not favour one row.
+        for row in rows if repeat % 2 == 0 else rows[::-1]:
+            name, batch, precision, fused = row
+            measured[row].append(measure(name, batch, precision, warmup=args.warmup, steps=args.steps,
+                                         compile_loss=args.compile, device=args.device, fused_adam=fused))
+            if args.repeat == 1:
+                print_row(measured[row])
+    if args.repeat > 1:
+        for row in rows:
+            print_row(measured[row])
+
+
+def print_row(runs: list[dict]) -> None:
+    """One table line: the median over ``runs`` (and the range when there are several)."""
+    speeds = [run["images_per_s"] for run in runs]
+    speed = f"{np.median(speeds):.0f}" + (f" ({min(speeds):.0f}-{max(speeds):.0f})" if len(runs) > 1 else "")
+    first = runs[0]
+    ms_per_iter = np.median([run["ms_per_iter"] for run in runs])
+    peak = max(run["peak_mib"] for run in runs)
+    print(f"| {first['model']} | {first['batch']} | {first['precision']} | {speed} | {ms_per_iter:.1f} | "
+          f"{peak:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
