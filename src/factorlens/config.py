@@ -284,8 +284,16 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 
 def configs_dir() -> Path:
-    """The repository's ``configs/`` folder (presets ``paper/<model>.yaml`` and ``cpu/<model>.yaml``)."""
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The presets shipped inside the package (``factorlens/presets/{paper,cpu}/<model>.yaml``).
+
+    Found through :mod:`importlib.resources`, so they are there in an installed wheel as well as in a
+    checkout (where the top-level ``configs`` is a symlink to the same folder).
+    """
+    from importlib.resources import files
+
+    # factorlens is a regular package installed as plain files (never zip-imported), so this
+    # Traversable is a real directory.
+    return Path(str(files("factorlens").joinpath("presets")))
 
 
 def resolve_config_path(name_or_path: str) -> Path:
@@ -298,6 +306,5 @@ def resolve_config_path(name_or_path: str) -> Path:
         return preset
     presets = sorted(p.relative_to(configs_dir()).with_suffix("").as_posix()
                      for p in configs_dir().glob("*/*.yaml"))
-    raise ConfigError(
-        f"config {name_or_path!r} is neither a file nor a preset; presets: {', '.join(presets)}"
-    )
+    listing = ", ".join(presets) if presets else f"none found in {configs_dir()}"
+    raise ConfigError(f"config {name_or_path!r} is neither a file nor a preset; presets: {listing}")
