@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from factorlens.data.dsprites import FACTOR_NAMES, FACTOR_SIZES, DSpritesSampler
+from factorlens.data.dsprites import EXACT_MIG_FACTORS, FACTOR_NAMES, FACTOR_SIZES, DSpritesSampler
+from factorlens.evaluation import encode_images
 from factorlens.io import atomic_write_json
 from factorlens.metrics import mig, mig_exact
 from factorlens.models import build_model
@@ -34,24 +35,14 @@ def sub_grid(position_stride: int) -> tuple[np.ndarray, list[int]]:
     return mesh.astype(np.int64), [len(a) for a in axes]
 
 
-@torch.no_grad()
-def encode(model, images: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    means, logvars = [], []
-    for start in range(0, len(images), batch):
-        x = torch.from_numpy(images[start : start + batch]).float().div_(255)
-        mu, logvar = model.encode(x)
-        means.append(mu.numpy())
-        logvars.append(logvar.numpy())
-    return np.concatenate(means), np.concatenate(logvars)
-
-
 def score(model, images, factors, sizes, samples: int) -> dict:
-    means, logvars = encode(model.eval(), images)
+    posterior = encode_images(model, images, batch_size=1024, dtype=np.float32)
+    means, logvars = posterior.mean, posterior.logvar
     # Binned MIG on the sub-grid's own factor indices (positions renumbered 0..size-1).
     compact = np.stack([np.unique(factors[:, k], return_inverse=True)[1] for k in range(5)], axis=1)
     binned = mig(means, compact, factor_names=list(FACTOR_NAMES))
     exact = mig_exact(means, logvars, sizes, factor_names=list(FACTOR_NAMES),
-                      factors_scored=["scale", "orientation", "posX", "posY"], n_samples=samples, seed=0)
+                      factors_scored=EXACT_MIG_FACTORS, n_samples=samples, seed=0)
     return {"mig_binned": binned.score, "mig_binned_per_factor": binned.per_factor_gap.tolist(),
             "mig_exact": exact.score, "mig_exact_per_factor": exact.per_factor_gap.tolist(),
             "exact_estimator": exact.estimator, "exact_factors": exact.factors_scored}

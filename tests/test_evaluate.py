@@ -10,8 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from factorlens.metrics import EvaluationInputs, EvaluationOptions, evaluate_codes, mig_pathology
-from factorlens.metrics.table1 import TableRow, format_markdown, relative_change
+from factorlens.evaluation import (
+    EvaluationInputs,
+    EvaluationOptions,
+    TableRow,
+    evaluate_codes,
+    format_markdown,
+    relative_change,
+)
+from factorlens.metrics import mig_pathology
 from factorlens.models.base import LatentModel, StepOutput
 from factorlens.training import rundir, train
 
@@ -54,7 +61,7 @@ def test_relative_change_and_markdown_follow_the_paper():
             metrics={"mig_p": MetricStub(value), "mig_hf": MetricStub(None, reason="no masks")},
         )
 
-    from factorlens.metrics import MetricValue as MetricStub
+    from factorlens.evaluation import MetricValue as MetricStub
 
     rows = [row("btcvae", 0.1), row("btcvae-adv", 0.25)]
     relative = relative_change(rows)
@@ -139,7 +146,7 @@ def tiny_runs(monkeypatch, tmp_path):
 
 
 def test_evaluate_runs_writes_table1_for_trained_runs(tiny_runs, tmp_path):
-    from factorlens.metrics import evaluate_runs
+    from factorlens.evaluation import evaluate_runs
 
     out = tmp_path / "results"
     table = evaluate_runs(tiny_runs, out_dir=out, dci_model="random-forest")
@@ -182,3 +189,25 @@ def test_evaluate_cli_prints_the_table(tiny_runs, tmp_path, capsys):
     assert code == 0
     assert capsys.readouterr().out == (tmp_path / "cli" / "table1.md").read_text(encoding="utf-8")
     assert main(["evaluate", str(tiny_runs[0]), "--out", str(tmp_path / "x"), "--dci-model", "nope"]) == 2
+
+
+def test_table1_exact_mig_on_dsprites_scores_chen_s_four_factors() -> None:
+    from factorlens.data.dsprites import exact_mig_factors
+    from factorlens.evaluation import METRICS
+
+    sizes = [3, 2, 2, 2, 2]  # a small grid with dSprites' factor names, in the canonical order
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), axis=-1).reshape(-1, 5)
+    codes = grid[:, 1:].astype(float) * 3.0  # one latent per non-shape factor
+    inputs = EvaluationInputs(
+        codes=codes,
+        logvars=np.full(codes.shape, np.log(0.01)),
+        factors=grid,
+        factor_names=["shape", "scale", "orientation", "posX", "posY"],
+        factor_sizes=sizes,
+        # the dataset says which factors exact MIG scores (ImageDataset.exact_mig_factors of dSprites)
+        exact_mig_factors=exact_mig_factors(["shape", "scale", "orientation", "posX", "posY"]),
+    )
+    value = METRICS.get("mig_exact").compute(inputs, EvaluationOptions(exact_mig=True, exact_mig_samples=200))
+    assert value.estimator == "chen-exact-S200[scale,orientation,posX,posY]"
+    assert value.details["factors_scored"] == ["scale", "orientation", "posX", "posY"]
+    assert value.value > 0.9

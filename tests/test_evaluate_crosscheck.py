@@ -68,7 +68,7 @@ def fake_runs(monkeypatch, dataset, tmp_path: Path, models: dict[str, int], *, d
 
 
 def test_evaluate_runs_values_files_and_relative_change(monkeypatch, tmp_path, dataset):
-    from factorlens.metrics import evaluate_runs
+    from factorlens.evaluation import evaluate_runs
 
     paths, test = fake_runs(monkeypatch, dataset, tmp_path, {"btcvae": 0, "btcvae-adv": 1})
     out = tmp_path / "table"
@@ -105,7 +105,7 @@ def test_evaluate_runs_values_files_and_relative_change(monkeypatch, tmp_path, d
 
 
 def test_evaluate_runs_without_masks_reports_mig_hf_not_applicable(monkeypatch, tmp_path, dataset):
-    from factorlens.metrics import evaluate_runs
+    from factorlens.evaluation import evaluate_runs
 
     no_masks = dataset.subset(np.arange(len(dataset)))
     no_masks.handcrafted, no_masks.masks = None, None

@@ -384,22 +384,3 @@ def test_interventional_scores_are_one_for_an_identity_encoder_and_chance_for_a_
     assert beta_good.eval_accuracy == 1.0
     beta_bad = beta_vae_score(sampler, random_encoder, num_train=200, num_eval=100)
     assert abs(beta_bad.eval_accuracy - 1 / 3) < 0.15
-
-
-def test_table1_exact_mig_on_dsprites_scores_chen_s_four_factors() -> None:
-    from factorlens.metrics.table1 import METRICS, EvaluationInputs, EvaluationOptions
-
-    sizes = [3, 2, 2, 2, 2]  # a small grid with dSprites' factor names, in the canonical order
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), axis=-1).reshape(-1, 5)
-    codes = grid[:, 1:].astype(float) * 3.0  # one latent per non-shape factor
-    inputs = EvaluationInputs(
-        codes=codes,
-        logvars=np.full(codes.shape, np.log(0.01)),
-        factors=grid,
-        factor_names=["shape", "scale", "orientation", "posX", "posY"],
-        factor_sizes=sizes,
-    )
-    value = METRICS.get("mig_exact").compute(inputs, EvaluationOptions(exact_mig=True, exact_mig_samples=200))
-    assert value.estimator == "chen-exact-S200[scale,orientation,posX,posY]"
-    assert value.details["factors_scored"] == ["scale", "orientation", "posX", "posY"]
-    assert value.value > 0.9

@@ -16,7 +16,7 @@ from PIL import Image
 from factorlens.training import load_run, train
 from factorlens.viz.report import write_report
 from factorlens.viz.run_figures import figure_data, latent_stats
-from factorlens.viz.traversal import traverse
+from factorlens.viz.traversals import traverse
 
 DATA_SPEC = "synthetic-lesions:n=128"
 LATENT_DIM = 4

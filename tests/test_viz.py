@@ -13,8 +13,8 @@ from factorlens.models.base import LatentModel
 from factorlens.viz import panels
 from factorlens.viz.grid import render_grid, save_gif, save_grid
 from factorlens.viz.stats import mean_kl_per_dim
-from factorlens.viz.traversal import save_traversal, save_traversal_comparison, traverse
-from factorlens.viz.walk import manifold_walk, save_walk, walk_frames
+from factorlens.viz.traversals import save_traversal, save_traversal_comparison, traverse
+from factorlens.viz.walks import manifold_walk, save_walk, walk_frames
 
 # Per-dimension scale of the spy encoder's mean: dimension 0 is never used (KL 0, inactive); by KL the
 # order is 1, 3, 2, 0.
@@ -313,7 +313,7 @@ class BatchNormDecoder(LatentModel):
 
 
 def test_figures_decode_in_eval_mode_and_leave_the_model_as_they_found_it():
-    from factorlens.viz.traversal import decode_codes
+    from factorlens.viz.traversals import decode_codes
 
     torch.manual_seed(0)
     model = BatchNormDecoder()

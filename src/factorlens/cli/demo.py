@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force,
                                preset=args.preset, seed=args.seed)
 
-    from factorlens.metrics import evaluate_runs
+    from factorlens.evaluation import evaluate_runs
     from factorlens.viz import write_report
 
     results = out / "results"

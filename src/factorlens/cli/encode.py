@@ -9,7 +9,7 @@ import numpy as np
 
 from factorlens.errors import ConfigError
 
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "test", "all")  # factorlens.evaluation.SPLITS, spelled out: no torch at parser build
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,25 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def encode_images(model, images: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``uint8 [N, C, 64, 64]`` -> ``(mu, logvar)``, each ``float32 [N, d]`` (model in eval mode, no grad)."""
-    import torch
-
-    from factorlens.data import to_float
-
-    mus, logvars = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            mu, logvar = model.encode(to_float(images[start : start + batch_size]))
-            mus.append(mu.float().numpy())
-            logvars.append(logvar.float().numpy())
-    d = model.latent_dim
-    empty = np.zeros((0, d), dtype=np.float32)
-    return (np.concatenate(mus) if mus else empty, np.concatenate(logvars) if logvars else empty)
-
-
 def run(args: argparse.Namespace) -> int:
-    from factorlens.data import load_dataset
+    from factorlens.evaluation import evaluation_images
+    from factorlens.evaluation.images import run_data_spec
     from factorlens.io import atomic_open
     from factorlens.training import load_run
     from factorlens.training.trainer import progress_enabled
@@ -59,23 +43,15 @@ def run(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if not run.model.has_encoder:
         raise ConfigError(f"run {args.run} is a {run.model_name!r} model: it has no encoder")
-    own_data = args.data is None or args.data == run.config["data"]["spec"]
+    own_data = args.data is None or args.data == run_data_spec(run)
     split = args.split or ("test" if own_data else "all")
-    if own_data:
-        dataset = run.load_dataset(progress=progress_enabled())
-    else:
-        if split != "all":
-            raise ConfigError(f"--split {split} refers to the run's own dataset; use --split all with --data")
-        dataset = load_dataset(args.data, progress=progress_enabled())
-        if dataset.channels != run.model.channels:
-            raise ConfigError(
-                f"--data {args.data} has {dataset.channels} channels, the run's model expects "
-                f"{run.model.channels}"
-            )
-    indices = (np.arange(len(dataset), dtype=np.int64) if split == "all"
-               else np.asarray(run.split[split], dtype=np.int64))
-    subset = dataset.subset(indices)
-    mu, logvar = encode_images(run.model, subset.images, batch_size=args.batch_size)
+    if not own_data and split != "all":
+        raise ConfigError(f"--split {split} refers to the run's own dataset; use --split all with --data")
+    # all_if_empty=False: the test split of a run without one is written as it is, empty.
+    chosen = evaluation_images(run, args.data, split=split, all_if_empty=False, progress=progress_enabled())
+    indices, dataset, subset = chosen.indices, chosen.dataset, chosen.subset()
+    posterior = run.encode(subset.images, batch_size=args.batch_size, dtype="float32")
+    mu, logvar = posterior.mean, posterior.logvar
     arrays = {"mu": mu, "logvar": logvar, "indices": indices, "ids": np.asarray(subset.ids, dtype=str)}
     optional = {
         "labels": subset.labels,

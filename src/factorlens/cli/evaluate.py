@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from factorlens.metrics import DCI_IMPORTANCE_MODELS, evaluate_runs
+    from factorlens.evaluation import evaluate_runs
+    from factorlens.metrics import DCI_IMPORTANCE_MODELS
 
     for option, value in (
         ("--batch-size", args.batch_size),

@@ -47,6 +47,8 @@ class ImageDataset:
         factors: ``int64 [N, K]`` discrete ground-truth factor indices in ``0..factor_sizes[k]-1``;
             ``-1`` where unknown. None when the source has no factors.
         factor_names, factor_sizes: names and number of values of the K factors.
+        exact_mig_factors: the factors Chen et al.'s exact MIG scores on this dataset (names), when the
+            literature scores a subset (dSprites: all but shape); None = every factor.
         handcrafted: ``float64 [N, 3]`` lesion-mask factors (eccentricity, orientation in radians,
             size as area fraction of the image), measured on the largest connected component of the mask
             at the mask's original resolution; NaN where the mask is empty or missing.
@@ -65,6 +67,7 @@ class ImageDataset:
     factors: np.ndarray | None = None
     factor_names: list[str] = field(default_factory=list)
     factor_sizes: list[int] = field(default_factory=list)
+    exact_mig_factors: list[str] | None = None
     handcrafted: np.ndarray | None = None
     masks: np.ndarray | None = None
     groups: np.ndarray | None = None
@@ -95,6 +98,7 @@ class ImageDataset:
             factors=take(self.factors),
             factor_names=list(self.factor_names),
             factor_sizes=list(self.factor_sizes),
+            exact_mig_factors=None if self.exact_mig_factors is None else list(self.exact_mig_factors),
             handcrafted=take(self.handcrafted),
             masks=take(self.masks),
             groups=take(self.groups),

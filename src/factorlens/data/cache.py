@@ -96,6 +96,7 @@ def save_dataset(
                 "class_names": dataset.class_names,
                 "factor_names": list(dataset.factor_names),
                 "factor_sizes": [int(size) for size in dataset.factor_sizes],
+                "exact_mig_factors": dataset.exact_mig_factors,
                 "notes": dataset.notes,
             }
         )
@@ -125,6 +126,7 @@ def load_cached(path: Path, spec: str) -> ImageDataset | None:
         class_names=meta["class_names"],
         factor_names=meta["factor_names"],
         factor_sizes=meta["factor_sizes"],
+        exact_mig_factors=meta.get("exact_mig_factors"),
         notes=meta["notes"],
         **{name: arrays.get(name) for name in _ARRAY_FIELDS if name != "images"},
     )

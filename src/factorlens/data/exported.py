@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from factorlens.data.base import IMAGE_SIZE, ImageDataset
 from factorlens.data.cache import save_dataset
+from factorlens.data.dsprites import exact_mig_factors
 from factorlens.data.loading import DATASETS, DatasetSpec
 from factorlens.errors import ConfigError, DataError
 
@@ -134,6 +135,8 @@ def load_exported(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> Image
         name = meta["name"]
         class_names, factor_names = meta["class_names"], meta["factor_names"]
         factor_sizes, notes = meta["factor_sizes"], meta["notes"]
+        # exports written before datasets carried it: dSprites' factors get Chen et al.'s choice
+        exact = meta["exact_mig_factors"] if "exact_mig_factors" in meta else exact_mig_factors(factor_names)
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         if isinstance(error, KeyError):  # str(KeyError('meta')) is just "'meta'"
@@ -160,6 +163,7 @@ def load_exported(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> Image
         class_names=class_names,
         factor_names=factor_names,
         factor_sizes=factor_sizes,
+        exact_mig_factors=exact,
         notes={**notes, "exported_from": name},
         **{field_name: arrays.get(field_name) for field_name in _OPTIONAL},
     )

@@ -94,7 +94,7 @@ class GeneratorAdapter:
         ``images`` (``uint8`` or float in [0, 1], ``[N, C, 64, 64]``) are encoded to posterior means when the
         model has an encoder; a GAN (``has_encoder = False``) always samples the prior.
         """
-        from factorlens.data.base import to_float
+        from factorlens.evaluation import encode_images
 
         model.eval()
         has_encoder = bool(getattr(model, "has_encoder", True))
@@ -106,7 +106,9 @@ class GeneratorAdapter:
                 return model.encode(x)[0]
 
             if images is not None:
-                posterior_codes = _encode_means(model, images, batch_size, to_float)
+                if len(images) == 0:
+                    raise ConfigError("no images to encode for the aggregate posterior")
+                posterior_codes = encode_images(model, images, batch_size=batch_size, dtype=np.float32).mean
         try:
             first_weight = model.first_decoder_layer_weight()
         except NotImplementedError:
@@ -179,19 +181,6 @@ class GeneratorAdapter:
         finally:
             for p, flag in zip(params, previous, strict=True):
                 p.requires_grad_(flag)
-
-
-@torch.no_grad()
-def _encode_means(model: nn.Module, images, batch_size: int, to_float) -> torch.Tensor:
-    images_t = torch.as_tensor(images)
-    means = []
-    for start in range(0, len(images_t), batch_size):
-        chunk = images_t[start : start + batch_size]
-        x = to_float(chunk) if chunk.dtype == torch.uint8 else chunk.float()
-        means.append(model.encode(x)[0].float())
-    if not means:
-        raise ConfigError("no images to encode for the aggregate posterior")
-    return torch.cat(means)
 
 
 def _first_layer_feature_fn(

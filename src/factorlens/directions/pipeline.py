@@ -94,18 +94,20 @@ def discover_for_run(
     max_images: int = 2000,
     options: dict | None = None,
 ) -> Path:
-    """Load a run (``factorlens.training.load_run``), encode up to ``max_images`` training images and
+    """Load a run (``factorlens.training.load_run``), encode up to ``max_images`` training images (a seeded
+    random sample of the training split, :func:`factorlens.evaluation.evaluation_images`) and
     run :func:`discover_for_model`; output defaults to ``RUN/directions/<method>/``."""
     from factorlens.directions.methods import check_options
+    from factorlens.evaluation import evaluation_images
     from factorlens.training import load_run
 
     check_options(method, options or {})  # fail on a misspelt method or option before loading anything
     run = load_run(run_path)
     out = Path(out) if out is not None else Path(run_path) / "directions" / method
-    dataset = run.load_dataset()
-    train = np.asarray(run.split["train"], dtype=np.int64)
+    train = evaluation_images(run, split="train")
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))
+    chosen = np.sort(rng.choice(train.indices, size=min(max_images, len(train)), replace=False))
+    dataset = train.dataset
     discover_for_model(
         run.model,
         dataset.images[chosen],

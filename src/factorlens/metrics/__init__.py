@@ -1,5 +1,6 @@
 """Disentanglement, reconstruction and downstream metrics: pure functions of arrays returning small
-dataclasses (score, intermediate matrices, estimator name), plus Table 1 (:func:`evaluate_runs`).
+dataclasses (score, intermediate matrices, estimator name). Nothing here loads runs or encodes images:
+Table 1 of trained runs is :func:`factorlens.evaluation.evaluate_runs`.
 
 See ``docs/metrics.md`` for each metric's definition, defaults and differences from the reference
 implementations.
@@ -34,30 +35,16 @@ from factorlens.metrics.mutual_info import (
     histogram_discretize,
 )
 from factorlens.metrics.reconstruction import PSNRResult, psnr
-from factorlens.metrics.table1 import (
-    METRICS,
-    PAPER_ROW_NAMES,
-    EvaluationInputs,
-    EvaluationOptions,
-    MetricValue,
-    evaluate_codes,
-    evaluate_runs,
-)
 
 __all__ = [
     "DCI_IMPORTANCE_MODELS",
-    "METRICS",
-    "PAPER_ROW_NAMES",
     "BetaVAEResult",
     "DCIResult",
-    "EvaluationInputs",
-    "EvaluationOptions",
     "FactorVAEResult",
     "FewLabelResult",
     "GMMNMIResult",
     "MIGExactResult",
     "MIGResult",
-    "MetricValue",
     "ModularityResult",
     "PSNRResult",
     "SAPResult",
@@ -67,8 +54,6 @@ __all__ = [
     "dci_from_importance",
     "discrete_entropy",
     "discrete_mutual_info",
-    "evaluate_codes",
-    "evaluate_runs",
     "factor_vae_score",
     "few_label_accuracy",
     "gmm_nmi",

@@ -273,6 +273,23 @@ class Run:
         path = self.path / SUMMARY_FILE
         return _read_json(path, "run") if path.exists() else None
 
+    def images(self, split: str = "test", *, all_if_empty: bool = True):
+        """``uint8 [n, C, 64, 64]`` images of ``split`` (``"test"``, ``"train"`` or ``"all"``) of the run's
+        dataset; an empty test split means every image unless ``all_if_empty=False`` (the rule of
+        :func:`factorlens.evaluation.evaluation_images`)."""
+        from factorlens.evaluation import evaluation_images
+
+        return evaluation_images(self, split=split, all_if_empty=all_if_empty).images
+
+    def encode(self, images, *, batch_size: int = 256, dtype: str = "float64"):
+        """:class:`~factorlens.evaluation.Posterior` (``mean``, ``logvar`` ``[N, d]`` of ``dtype``) of
+        ``images`` (``uint8`` or float in [0, 1]) under the run's model, by
+        :func:`factorlens.evaluation.encode_images`."""
+        from factorlens.evaluation import encode_images
+
+        return encode_images(self.model, images, batch_size=batch_size, dtype=dtype)
+
+
 
 def load_run(path: str | Path) -> Run:
     """Open a run directory written by :func:`factorlens.training.train` (model on CPU, eval mode)."""

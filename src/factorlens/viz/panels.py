@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from factorlens.evaluation.posterior import as_float_images, encode_images
 from factorlens.io import atomic_write_bytes
 from factorlens.models.base import LatentModel
 from factorlens.viz.grid import FigureError, save_grid
-from factorlens.viz.stats import as_float_images, encode_posterior
-from factorlens.viz.traversal import decode_codes
+from factorlens.viz.traversals import decode_codes
 
 # log.jsonl columns that are bookkeeping, not loss terms
 LOG_BOOKKEEPING = frozenset({"iter", "time_s", "images_per_s"})
@@ -44,7 +44,7 @@ def _save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
 def reconstructions(model: LatentModel, x: np.ndarray | torch.Tensor) -> np.ndarray:
     """``float32 [2, n, C, H, W]``: row 0 the inputs, row 1 their reconstructions decode(mu(x))."""
     inputs = as_float_images(x)
-    means, _ = encode_posterior(model, inputs)
+    means = encode_images(model, inputs, dtype=np.float32).mean
     return np.stack([inputs.numpy(), decode_codes(model, means)])
 
 

@@ -16,22 +16,16 @@ import numpy as np
 
 from factorlens.data.base import ImageDataset
 from factorlens.errors import DataError, FactorlensError
+from factorlens.evaluation import encode_images, evaluation_images
 from factorlens.io import atomic_write_json
 from factorlens.viz import panels
-from factorlens.viz.stats import encode_posterior, latent_factor_mi, mean_kl_per_dim
-from factorlens.viz.traversal import (
-    GIF_MAX_TILES,
-    order_dims,
-    save_traversal,
-    save_traversal_comparison,
-    traverse,
-)
-from factorlens.viz.walk import manifold_walk, save_walk
+from factorlens.viz.stats import MI_BINS, latent_factor_mi, mean_kl_per_dim
+from factorlens.viz.traversals import save_traversal_comparison, traversal
+from factorlens.viz.walks import walk
 
 MANIFEST_FILE = "figures.json"
 FIGURES_DIR = "figures"
 STATS_IMAGES = 1000  # images encoded for the KL ordering and the MI labels
-MI_BINS = 20
 # Defaults of ``viz``/``report``, sized so one run's figures embed in about 1-2 MB of HTML: a traversal
 # tile of a trained model is ~5-9 KB of PNG, so 2 images x 6 dimensions x 10 steps stays near 1 MB.
 REPORT_IMAGES = 2
@@ -50,24 +44,15 @@ class FigureData:
 
 
 def figure_data(run, data_spec: str | None = None) -> FigureData:
-    """The run's test split, or every image of ``data_spec`` when given."""
+    """The run's test split (every image when it is empty), or every image of ``data_spec`` when given
+    (:func:`factorlens.evaluation.evaluation_images`)."""
+    chosen = evaluation_images(run, data_spec, split="all" if data_spec is not None else "test")
     if data_spec is not None:
-        from factorlens.data import load_dataset
-
-        dataset = load_dataset(data_spec, progress=False)
-        pool, where = np.arange(len(dataset)), f"{data_spec} ({len(dataset)} images)"
+        where = f"{data_spec} ({len(chosen)} images)"
     else:
-        dataset = run.load_dataset()
-        test = np.asarray(run.split.get("test") or [], dtype=np.int64)
-        pool = test if len(test) else np.arange(len(dataset))
-        part = "test split" if len(test) else "all images"
-        where = f"{run.config['data']['spec']}, {part} ({len(pool)} images)"
-    if dataset.channels != run.model.channels:
-        raise DataError(
-            f"{dataset.spec} has {dataset.channels} channels, the model of {run.path} expects "
-            f"{run.model.channels}"
-        )
-    return FigureData(dataset=dataset, pool=pool, description=where)
+        part = "test split" if chosen.split == "test" else "all images"
+        where = f"{chosen.spec}, {part} ({len(chosen)} images)"
+    return FigureData(dataset=chosen.dataset, pool=chosen.indices, description=where)
 
 
 def resolve_image(dataset: ImageDataset, token: str | int) -> int:
@@ -104,7 +89,8 @@ def latent_stats(model, data: FigureData, *, max_images: int = STATS_IMAGES) -> 
     """KL per dimension and (when the dataset has factors) MI per dimension and factor, over the first
     ``max_images`` of the pool."""
     indices = data.pool[:max_images]
-    codes, logvars = encode_posterior(model, data.dataset.images[indices])
+    posterior = encode_images(model, data.dataset.images[indices], dtype=np.float32)
+    codes, logvars = posterior.mean, posterior.logvar
     factor_mi, names = None, []
     if data.dataset.factors is not None and data.dataset.factor_names:
         factor_mi = latent_factor_mi(codes, data.dataset.factors[indices], bins=MI_BINS)
@@ -158,55 +144,26 @@ def traversal_figures(
 
     ``max_dims``: show only this many dimensions per image, those with the most KL (``None``: all).
     """
-    if max_dims is not None and max_dims < 1:
-        raise FactorlensError(f"max_dims must be at least 1, got {max_dims}")
     chosen = choose_images(data, n=n_images, ids=ids)
     image_ids = [data.dataset.ids[i] for i in chosen]
     common = dict(
         steps=steps, span=span, active_threshold=active_threshold, inactive=inactive, image_ids=image_ids
     )
-
-    def top_dims(kl_per_dim: np.ndarray) -> list[int] | None:
-        return None if max_dims is None else order_dims(kl_per_dim, len(kl_per_dim), None)[:max_dims]
-
-    traversal = traverse(
-        run.model,
+    figure = traversal(
+        run,
         data.dataset.images[chosen],
-        dims=top_dims(stats.kl_per_dim),
+        source=data.description,
+        max_dims=max_dims,
         kl_per_dim=stats.kl_per_dim,
+        kl_images=len(stats.indices),
         factor_mi=stats.factor_mi,
         factor_names=stats.factor_names,
+        mi_bins=MI_BINS,
         **common,
     )
-    n_active = int((stats.kl_per_dim >= active_threshold).sum())
-    how = (
-        f"{len(chosen)} images ({', '.join(image_ids)}) from {data.description}; each row decodes the "
-        f"image's posterior mean with one latent dimension set to {steps} values in "
-        f"[-{span:g}, {span:g}]; rows ordered by the dimension's mean KL to the prior over "
-        f"{len(stats.indices)} images; {n_active} of "
-        f"{len(stats.kl_per_dim)} dimensions have KL >= {active_threshold:g} nats"
-        + (" (the others greyed)" if inactive == "grey" else " (the others hidden)")
-    )
-    if max_dims is not None and max_dims < len(stats.kl_per_dim):
-        how += f"; only the {max_dims} dimensions with the most KL are shown"
-    if stats.factor_mi is not None:
-        how += f"; labels name the factor sharing most mutual information ({MI_BINS} bins) with the dimension"
-    save_traversal(
-        traversal, out / "traversal.png", out / "traversal.gif", title=f"{run.model_name} traversals"
-    )
-    n_images_shown = len({row.image_index for row in traversal.rows})
-    rows_per_image = len(traversal.rows) // max(n_images_shown, 1)
-    gif_how = how
-    if n_images_shown * rows_per_image > GIF_MAX_TILES:
-        # traversal_frames keeps at most GIF_MAX_TILES tiles per frame: say which rows the GIF drops.
-        gif_rows = max(1, GIF_MAX_TILES // n_images_shown)
-        gif_how += f"; the GIF shows only the first {gif_rows} of the {rows_per_image} rows per image"
-    figures = {
-        "traversal.png": f"Latent traversals (Fig. 1a): {how}.",
-        "traversal.gif": (
-            f"Animated traversal, one frame per step (-{span:g} to {span:g}, looping): {gif_how}."
-        ),
-    }
+    figure.save(out / "traversal.png")
+    figure.save(out / "traversal.gif")
+    figures = {"traversal.png": figure.caption, "traversal.gif": figure.animation_caption}
     if compare is not None:
         if data.dataset.channels != compare.model.channels:
             raise DataError(
@@ -215,23 +172,23 @@ def traversal_figures(
             )
         other_data = FigureData(dataset=data.dataset, pool=data.pool, description=data.description)
         other_stats = latent_stats(compare.model, other_data)
-        other = traverse(
+        other = traversal(
             compare.model,
             data.dataset.images[chosen],
-            dims=top_dims(other_stats.kl_per_dim),
+            max_dims=max_dims,
             kl_per_dim=other_stats.kl_per_dim,
             factor_mi=other_stats.factor_mi,
             factor_names=other_stats.factor_names,
             **common,
-        )
+        ).data
         names = [
             f"{run.model_name} ({Path(run.path).name})",
             f"{compare.model_name} ({Path(compare.path).name})",
         ]
-        save_traversal_comparison([traversal, other], names, out / "traversal_compare.png")
+        save_traversal_comparison([figure.data, other], names, out / "traversal_compare.png")
         figures["traversal_compare.png"] = (
             f"Traversals of {names[0]} (left) and {names[1]} (right) on the same "
-            f"images; each ordered by its own per-dimension KL. {how}."
+            f"images; each ordered by its own per-dimension KL. {figure.description}."
         )
     return figures
 
@@ -252,25 +209,25 @@ def walk_figures(
     code is farthest from it (Euclidean distance of posterior means)."""
     source_index = int(data.pool[0]) if source is None else resolve_image(data.dataset, source)
     if target is None:
-        source_code, _ = encode_posterior(run.model, data.dataset.images[[source_index]])
+        source_code = encode_images(run.model, data.dataset.images[[source_index]], dtype=np.float32).mean
         target_index = int(stats.indices[np.argmax(np.linalg.norm(stats.codes - source_code, axis=1))])
     else:
         target_index = resolve_image(data.dataset, target)
     images = data.dataset.images
-    walk = manifold_walk(
-        run.model, images[source_index], images[target_index], dims=dims, frames=frames, max_dims=max_dims
+    figure = walk(
+        run,
+        images[source_index],
+        images[target_index],
+        dims=dims,
+        frames=frames,
+        max_dims=max_dims,
+        source_name=data.dataset.ids[source_index],
+        target_name=data.dataset.ids[target_index],
+        where=data.description,
     )
-    source_id, target_id = data.dataset.ids[source_index], data.dataset.ids[target_index]
-    save_walk(walk, out / "walk.png", out / "walk.gif", source_name=source_id, target_name=target_id)
-    ordering = (
-        "as given" if dims is not None else f"the {len(walk.dims)} largest |mu_target - mu_source| first"
-    )
-    how = (
-        f"from image {source_id} to image {target_id} ({data.description}), moving one latent dimension per "
-        f"column ({ordering}: {', '.join(f'z{d}' for d in walk.dims)}) in {frames} frames from where the "
-        f"previous column ended; coloured squares mark the image each column starts from"
-    )
-    return {"walk.png": f"Manifold walk (Fig. 1b) {how}.", "walk.gif": f"Animated manifold walk {how}."}
+    figure.save(out / "walk.png")
+    figure.save(out / "walk.gif")
+    return {"walk.png": figure.caption, "walk.gif": figure.animation_caption}
 
 
 def make_run_figures(

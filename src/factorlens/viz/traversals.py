@@ -18,15 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from factorlens.evaluation.posterior import as_float_images, encode_images, evaluating, require_encoder
 from factorlens.models.base import LatentModel
+from factorlens.viz.figure import Figure
 from factorlens.viz.grid import FigureError, gif_bytes, hstack_images, png_bytes, render_grid
-from factorlens.viz.stats import (
-    as_float_images,
-    encode_posterior,
-    evaluating,
-    mean_kl_per_dim,
-    require_encoder,
-)
+from factorlens.viz.stats import MI_BINS, mean_kl_per_dim
 
 DECODE_BATCH = 256
 GIF_MAX_TILES = 48  # a GIF frame shows every row at one step; beyond this the frame gets too large
@@ -163,7 +159,8 @@ def traverse(
     if inactive not in ("grey", "hide"):
         raise FigureError(f"inactive must be 'grey' or 'hide', got {inactive!r}")
     inputs = as_float_images(x)
-    codes, logvars = encode_posterior(model, inputs)
+    posterior = encode_images(model, inputs, dtype=np.float32)
+    codes, logvars = posterior.mean, posterior.logvar
     latent_dim = codes.shape[1]
     if kl_per_dim is None:
         kl_per_dim = mean_kl_per_dim(codes, logvars)
@@ -249,6 +246,126 @@ def traversal_frames(
     return frames
 
 
+def traversal_figure(
+    traversal: Traversal,
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    description: str | None = None,
+    animation_caption: str | None = None,
+    gif_duration_ms: int = 200,
+) -> Figure:
+    """The grid of ``traversal`` as a :class:`~factorlens.viz.figure.Figure`, with its animation (one
+    frame per step, looping; not bouncing back, which would double its size in the report)."""
+    if caption is None:
+        caption = (
+            f"Latent traversals of {len({row.image_index for row in traversal.rows})} images over "
+            f"[{traversal.values[0]:g}, {traversal.values[-1]:g}] in {len(traversal.values)} steps."
+        )
+    return Figure(
+        render_traversal(traversal, title=title),
+        caption,
+        description=description,
+        data=traversal,
+        animation=lambda: gif_bytes(traversal_frames(traversal, title=title), duration_ms=gif_duration_ms),
+        animation_caption=animation_caption,
+    )
+
+
+def traversal(
+    run,
+    images: np.ndarray | torch.Tensor,
+    *,
+    image_ids: Sequence[str] | None = None,
+    source: str | None = None,
+    dims: Sequence[int] | None = None,
+    max_dims: int | None = None,
+    steps: int = 10,
+    span: float = 3.0,
+    kl_per_dim: np.ndarray | None = None,
+    kl_images: int | None = None,
+    active_threshold: float = 0.01,
+    inactive: Literal["grey", "hide"] = "grey",
+    factor_mi: np.ndarray | None = None,
+    factor_names: Sequence[str] | None = None,
+    mi_bins: int = MI_BINS,
+    title: str | None = None,
+    gif_duration_ms: int = 200,
+) -> Figure:
+    """Latent traversals (Fig. 1a) of ``images [n, C, 64, 64]`` (uint8 or float in [0, 1]) as a
+    :class:`~factorlens.viz.figure.Figure` with a caption saying how it was made; ``.data`` is the
+    :class:`Traversal`, ``.gif`` the animation.
+
+    Args:
+        run: a :class:`~factorlens.training.Run` (the title names its model) or a bare model.
+        image_ids: names of the images (default: their index); source: where they come from, for the
+            caption (e.g. ``"synthetic-lesions, test split (400 images)"``).
+        dims, max_dims: dimensions to sweep in this order (default: all by decreasing KL), or only the
+            ``max_dims`` with the most KL.
+        kl_per_dim, kl_images: ``[d]`` mean KL of each dimension to the prior over a batch of data and the
+            number of images it was computed on (default: computed on ``images``).
+        factor_mi, factor_names, mi_bins: ``[d, K]`` MI with known factors (computed with ``mi_bins``
+            bins): rows are labelled with the factor sharing most MI with their dimension.
+        steps, span, active_threshold, inactive: as in :func:`traverse`.
+    """
+    model = getattr(run, "model", run)
+    require_encoder(model, "a latent traversal")
+    if max_dims is not None and max_dims < 1:
+        raise FigureError(f"max_dims must be at least 1, got {max_dims}")
+    if kl_per_dim is None:
+        posterior = encode_images(model, images, dtype=np.float32)
+        kl_per_dim, kl_images = mean_kl_per_dim(posterior.mean, posterior.logvar), len(posterior)
+    kl_per_dim = np.asarray(kl_per_dim, dtype=np.float64)
+    if dims is None and max_dims is not None:
+        dims = order_dims(kl_per_dim, len(kl_per_dim), None)[:max_dims]
+    data = traverse(
+        model,
+        images,
+        dims=dims,
+        steps=steps,
+        span=span,
+        kl_per_dim=kl_per_dim,
+        active_threshold=active_threshold,
+        inactive=inactive,
+        factor_mi=factor_mi,
+        factor_names=factor_names,
+        image_ids=image_ids,
+    )
+    n_images = len({row.image_index for row in data.rows})
+    rows_per_image = len(data.rows) // max(n_images, 1)
+    ids = [row.image_id for row in data.rows[::rows_per_image]]
+    n_active = int((kl_per_dim >= active_threshold).sum())
+    how = (
+        f"{n_images} images ({', '.join(ids)})" + (f" from {source}" if source else "") + "; each row "
+        f"decodes the image's posterior mean with one latent dimension set to {steps} values in "
+        f"[-{span:g}, {span:g}]; rows ordered by the dimension's mean KL to the prior over "
+        f"{kl_images if kl_images is not None else 'a batch of'} images; {n_active} of "
+        f"{len(kl_per_dim)} dimensions have KL >= {active_threshold:g} nats"
+        + (" (the others greyed)" if inactive == "grey" else " (the others hidden)")
+    )
+    if max_dims is not None and max_dims < len(kl_per_dim):
+        how += f"; only the {max_dims} dimensions with the most KL are shown"
+    if factor_mi is not None:
+        how += f"; labels name the factor sharing most mutual information ({mi_bins} bins) with the dimension"
+    gif_how = how
+    if n_images * rows_per_image > GIF_MAX_TILES:
+        # traversal_frames keeps at most GIF_MAX_TILES tiles per frame: say which rows the GIF drops.
+        gif_rows = max(1, GIF_MAX_TILES // n_images)
+        gif_how += f"; the GIF shows only the first {gif_rows} of the {rows_per_image} rows per image"
+    if title is None and hasattr(run, "model_name"):
+        title = f"{run.model_name} traversals"
+    return traversal_figure(
+        data,
+        title=title,
+        caption=f"Latent traversals (Fig. 1a): {how}.",
+        description=how,
+        animation_caption=(
+            f"Animated traversal, one frame per step (-{span:g} to {span:g}, looping): {gif_how}."
+        ),
+        gif_duration_ms=gif_duration_ms,
+    )
+
+
 def save_traversal(
     traversal: Traversal,
     png_path: str | Path,
@@ -257,17 +374,12 @@ def save_traversal(
     title: str | None = None,
     gif_duration_ms: int = 200,
 ) -> list[Path]:
-    """Write the traversal grid PNG (and the animated GIF, one frame per step, looping; not bouncing
-    back, which would double its size in the report)."""
-    from factorlens.io import atomic_write_bytes
-
-    atomic_write_bytes(png_path, png_bytes(render_traversal(traversal, title=title)))
-    written = [Path(png_path)]
+    """Write the traversal grid PNG (and the animated GIF) of :func:`traversal_figure`."""
+    figure = traversal_figure(traversal, title=title, gif_duration_ms=gif_duration_ms)
+    written = [figure.save(png_path, format="png")]
     if gif_path is not None:
-        frames = traversal_frames(traversal, title=title)
-        atomic_write_bytes(gif_path, gif_bytes(frames, duration_ms=gif_duration_ms))
-        written.append(Path(gif_path))
-    return written
+        written.append(figure.save(gif_path, format="gif"))
+    return [Path(path) for path in written]
 
 
 def save_traversal_comparison(

@@ -17,18 +17,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from factorlens.evaluation.posterior import as_float_images, encode_images, require_encoder
 from factorlens.models.base import LatentModel
+from factorlens.viz.figure import Figure
 from factorlens.viz.grid import (
     MARKER_COLOURS,
     FigureError,
     Marker,
     gif_bytes,
     hstack_images,
-    png_bytes,
     render_grid,
 )
-from factorlens.viz.stats import as_float_images, encode_posterior, require_encoder
-from factorlens.viz.traversal import decode_codes
+from factorlens.viz.traversals import decode_codes
 
 DEFAULT_MAX_DIMS = 8
 
@@ -123,7 +123,7 @@ def manifold_walk(
     pair = as_float_images(
         torch.stack([torch.as_tensor(np.asarray(source)), torch.as_tensor(np.asarray(target))])
     )
-    means, _ = encode_posterior(model, pair)
+    means = encode_images(model, pair, dtype=np.float32).mean
     source_code, target_code = means[0], means[1]
     order = walk_order(source_code, target_code, dims=dims, max_dims=max_dims)
 
@@ -170,6 +170,73 @@ def walk_frames(walk: Walk) -> np.ndarray:
     return np.concatenate(path)
 
 
+def walk_figure(
+    walk: Walk,
+    *,
+    source_name: str = "source",
+    target_name: str = "target",
+    title: str | None = None,
+    caption: str | None = None,
+    description: str | None = None,
+    animation_caption: str | None = None,
+    gif_duration_ms: int = 120,
+) -> Figure:
+    """The walk of :func:`render_walk` as a :class:`~factorlens.viz.figure.Figure`; its animation is the
+    whole path, source to target."""
+    if caption is None:
+        caption = f"Manifold walk from {source_name} to {target_name} along {len(walk.dims)} dimensions."
+    return Figure(
+        render_walk(walk, source_name=source_name, target_name=target_name, title=title),
+        caption,
+        description=description,
+        data=walk,
+        animation=lambda: gif_bytes(walk_frames(walk), duration_ms=gif_duration_ms),
+        animation_caption=animation_caption,
+    )
+
+
+def walk(
+    run,
+    source: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    *,
+    dims: Sequence[int] | None = None,
+    frames: int = 5,
+    max_dims: int | None = DEFAULT_MAX_DIMS,
+    source_name: str = "source",
+    target_name: str = "target",
+    where: str | None = None,
+    gif_duration_ms: int = 120,
+) -> Figure:
+    """The manifold walk (Fig. 1b) from ``source [C, H, W]`` to ``target`` as a
+    :class:`~factorlens.viz.figure.Figure` with a caption; ``.data`` is the :class:`Walk`.
+
+    ``run``: a :class:`~factorlens.training.Run` or a bare model; ``source_name``, ``target_name``: the
+    images' ids; ``where``: where they come from, for the caption; the rest as in :func:`manifold_walk`.
+    """
+    data = manifold_walk(
+        getattr(run, "model", run), source, target, dims=dims, frames=frames, max_dims=max_dims
+    )
+    ordering = (
+        "as given" if dims is not None else f"the {len(data.dims)} largest |mu_target - mu_source| first"
+    )
+    how = (
+        f"from image {source_name} to image {target_name}" + (f" ({where})" if where else "") + ", moving "
+        f"one latent dimension per column ({ordering}: {', '.join(f'z{d}' for d in data.dims)}) in "
+        f"{frames} frames from where the previous column ended; coloured squares mark the image each "
+        f"column starts from"
+    )
+    return walk_figure(
+        data,
+        source_name=source_name,
+        target_name=target_name,
+        caption=f"Manifold walk (Fig. 1b) {how}.",
+        description=how,
+        animation_caption=f"Animated manifold walk {how}.",
+        gif_duration_ms=gif_duration_ms,
+    )
+
+
 def save_walk(
     walk: Walk,
     png_path: str | Path,
@@ -179,14 +246,11 @@ def save_walk(
     target_name: str = "target",
     gif_duration_ms: int = 120,
 ) -> list[Path]:
-    """Write the walk PNG (and a GIF of the whole path, source to target)."""
-    from factorlens.io import atomic_write_bytes
-
-    atomic_write_bytes(
-        png_path, png_bytes(render_walk(walk, source_name=source_name, target_name=target_name))
+    """Write the walk PNG (and a GIF of the whole path, source to target) of :func:`walk_figure`."""
+    figure = walk_figure(
+        walk, source_name=source_name, target_name=target_name, gif_duration_ms=gif_duration_ms
     )
-    written = [Path(png_path)]
+    written = [figure.save(png_path, format="png")]
     if gif_path is not None:
-        atomic_write_bytes(gif_path, gif_bytes(walk_frames(walk), duration_ms=gif_duration_ms))
-        written.append(Path(gif_path))
+        written.append(figure.save(gif_path, format="gif"))
     return written
