@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -11,20 +12,22 @@ import types
 import numpy as np
 import pytest
 import torch
-from test_training import DATA_SPEC, register_tiny_models, tiny_instantiate
+from test_training import DATA_SPEC, register_tiny_models
 
 import factorlens.cli.main as cli_main
 from factorlens.cli.main import main
 from factorlens.data import load_dataset, to_float
-from factorlens.training import load_run, rundir
+from factorlens.training import load_run
 
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path_factory):
-    register_tiny_models(monkeypatch)
-    monkeypatch.setattr(rundir, "instantiate_model", tiny_instantiate)
+    stack = contextlib.ExitStack()
+    register_tiny_models(stack)
     monkeypatch.setenv("FACTORLENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("FACTORLENS_NO_PROGRESS", "1")
+    with stack:
+        yield
 
 
 def write_config(tmp_path, extra: str = "") -> str:
@@ -67,8 +70,8 @@ def test_train_cli_with_overrides_then_refuses_the_same_out_dir(tmp_path, capsys
     stdout = capsys.readouterr().out
     assert "tiny 6 iterations" in stdout
     config = load_run(out).config
-    assert config["train"]["iterations"] == 6 and config["train"]["batch_size"] == 8
-    assert config["train"]["seed"] == 5 and config["train"]["lr"] == 1e-3
+    assert config.train.iterations == 6 and config.train.batch_size == 8
+    assert config.train.seed == 5 and config.train.lr == 1e-3
     assert main(["train", "--config", write_config(tmp_path), "--out", str(out)]) == 2
     assert_one_line_error(capsys.readouterr(), "already holds a run; pass --resume")
     # --resume without --config continues from the run's own config
@@ -195,8 +198,9 @@ def test_demo_trains_the_chosen_presets(tmp_path, monkeypatch, preset, batch, lr
 @pytest.mark.parametrize(
     ("option", "fragment"),
     [
-        ("kindd=axial", "direction method 'kmeans' has no option 'kindd'; options: num_samples, kind"),
-        ("restarts=many", "option 'restarts' must be int, got 'many'"),
+        ("kindd=axial", "unknown key option.kindd in --option (unknown option of direction method kmeans); "
+                        "allowed: num_samples, kind"),
+        ("restarts=many", "option.restarts in --option must be an integer, got 'many'"),
         ("kind", "--option 'kind': expected KEY=VALUE"),
     ],
 )

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from factorlens.config import validate_config
+from factorlens.config import parse_run_config
+from factorlens.models import build_model
 from factorlens.objectives.tc import decompose_kl
-from factorlens.training import load_run, train
-from factorlens.training import trainer as trainer_module
-from factorlens.training.rundir import instantiate_model
+from factorlens.training import Trainer, load_run, train
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))]
@@ -89,14 +88,13 @@ def test_training_steps_never_make_the_host_wait_for_the_gpu(model, monkeypatch)
     Two steps run first, outside the check: cuDNN's kernel search (on, as in training) synchronises
     through raw CUDA calls the debug mode does not see, and it happens once per shape."""
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
-    config = validate_config(_config(model, "cuda", iterations=100, precision="bf16"), "test")
+    config = parse_run_config(_config(model, "cuda", iterations=100, precision="bf16"), "test")
     torch.manual_seed(0)
-    network, section = instantiate_model(config["model"], channels=3)
-    config = {**config, "model": section}
+    network = build_model(config.model.name, config.model.params, channels=3)
     images = np.random.default_rng(0).integers(0, 256, size=(64, 3, 64, 64), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
-        loop = trainer_module._Loop(model=network, config=config, out=Path(tmp), train_images=images,
-                                    device=torch.device("cuda"), progress=False)
+        loop = Trainer(model=network, config=config, out=Path(tmp), train_images=images,
+                       device=torch.device("cuda"))
         for _ in range(2):
             loop.step()
         torch.cuda.synchronize()

@@ -81,7 +81,8 @@ SCRIPT = textwrap.dedent('''
     for name in ("btcvae", "btcvae-adv"):
         entry = MODELS.get(name)
         MODELS.register("probe-" + name)(ModelEntry(
-            entry.config_class, (lambda factory: lambda c, ch: keep(factory(c, ch)))(entry.factory), "test"))
+            entry.config_class, (lambda factory: lambda c, nets: keep(factory(c, nets)))(entry.factory),
+            "test", entry.network))
 
     out, model, resume = sys.argv[1], sys.argv[2], sys.argv[5]
     iters, batch = int(sys.argv[3]), int(sys.argv[4])

@@ -494,7 +494,7 @@ def train_error(capsys, tmp_path: Path, config: Path, *needles: str, extra: tupl
         ("{name: btcvae, latent_dim: 4}", "bogus: 1", ("unknown key train.bogus", "cfg.yaml")),
         ("{name: btcvae, latent_dim: 4, bogus: 1}", "", ("model.bogus", "unknown option")),
         ("{name: btcvae, latent_dim: 4}", "lr: fast", ("train.lr", "cfg.yaml", "must be a number")),
-        ("{name: btcvae, latent_dim: four}", "", ("model.latent_dim", "expected an integer")),
+        ("{name: btcvae, latent_dim: four}", "", ("model.latent_dim", "must be an integer")),
         ("{name: btcvae, latent_dim: 4, beta: .nan}", "", ("model.beta", "must be finite")),
         ("{name: btcvae, latent_dim: 4, beta: -1.0}", "", ("model.beta", ">= 0", "-1.0")),
         ("{name: btcvae, latent_dim: 0}", "", ("model.latent_dim", ">= 1", "got 0")),

@@ -60,7 +60,8 @@ def fake_runs(monkeypatch, dataset, tmp_path: Path, models: dict[str, int], *, d
         path = tmp_path / name
         path.mkdir()
         served = data if data is not None else dataset
-        runs[str(path)] = SimpleNamespace(path=path, config={"data": {"spec": SPEC}}, split=split,
+        runs[str(path)] = SimpleNamespace(path=path, config=SimpleNamespace(data=SimpleNamespace(spec=SPEC)),
+                                          split=split,
                                           model=PoolingModel(seed), model_name=name, iteration=7,
                                           load_dataset=lambda progress=False, served=served: served)
     monkeypatch.setattr(factorlens.training, "load_run", lambda p: runs[str(p)])

@@ -126,7 +126,8 @@ def tiny_dataset(n: int = 10, channels: int = 1, spec: str = "tiny") -> ImageDat
 
 def fake_run(dataset: ImageDataset, test: list[int], *, channels: int = 1):
     train = [i for i in range(len(dataset)) if i not in test]
-    return SimpleNamespace(config={"data": {"spec": dataset.spec}}, split={"train": train, "test": test,
+    config = SimpleNamespace(data=SimpleNamespace(spec=dataset.spec))
+    return SimpleNamespace(config=config, split={"train": train, "test": test,
                            "n": len(dataset)}, model=SimpleNamespace(channels=channels), path=Path("RUN"),
                            load_dataset=lambda progress=False: dataset)
 
@@ -164,7 +165,8 @@ def test_run_images_and_encode_delegate_to_the_evaluation_layer(tmp_path):
     from factorlens.training.rundir import Run
 
     dataset = tiny_dataset()
-    run = Run(path=tmp_path, config={"data": {"spec": "tiny"}}, model=SpyLinearModel(),
+    config = SimpleNamespace(data=SimpleNamespace(spec="tiny"))
+    run = Run(path=tmp_path, config=config, model=SpyLinearModel(),
               split={"train": [0, 2, 3], "test": [5, 1], "n": 10}, model_name="vae", iteration=1,
               _dataset=dataset)
     np.testing.assert_array_equal(run.images(), dataset.images[[5, 1]])

@@ -24,8 +24,7 @@ from factorlens.cli.train import config_from_args
 from factorlens.config import apply_overrides, load_config, validate_config
 from factorlens.data import load_dataset
 from factorlens.errors import FactorlensError
-from factorlens.models import MODELS, model_config_class
-from factorlens.models.config import build_config
+from factorlens.models import MODELS, parse_model_params
 
 FUZZ = settings(
     derandomize=True,
@@ -206,7 +205,7 @@ def validate_everything(raw) -> None:
     config = validate_config(raw, "fuzz.yaml")
     model = dict(config["model"])
     name = model.pop("name")
-    build_config(model_config_class(name), model)
+    parse_model_params(name, model, where="fuzz.yaml")
 
 
 @FUZZ

@@ -118,7 +118,7 @@ def test_discriminator_is_the_residual_encoder_without_batch_norm():
     assert convs[:-1] == encoder_convs[:-1] and convs[-1][0] == 1 and encoder_convs[-1][0] == 64
     assert model.adversary(torch.rand(5, 3, 64, 64)).shape == (5, 1)
 def test_generator_side_discriminator_call_leaves_parameters_and_running_stats_alone():
-    from factorlens.models.nets import logits_without_parameter_grad
+    from factorlens.networks import logits_without_parameter_grad
 
     torch.manual_seed(0)
     critic = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),

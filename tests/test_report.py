@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from test_viz import SpyLinearModel, graded_images
 
 import factorlens.training
+from factorlens.config import DataConfig, ModelSection, RunConfig, TrainConfig
 from factorlens.data.base import ImageDataset
 from factorlens.errors import FactorlensError
 from factorlens.io import atomic_write_json, atomic_write_text
@@ -36,6 +38,11 @@ class LinkCollector(HTMLParser):
                 self.ids.add(value)
 
 
+@dataclass(frozen=True)
+class SpyConfig:
+    latent_dim: int = 4
+
+
 def fake_run(path, n_images: int = 12) -> Run:
     path.mkdir(parents=True, exist_ok=True)
     records = [
@@ -53,11 +60,11 @@ def fake_run(path, n_images: int = 12) -> Run:
         factor_names=["brightness"],
         factor_sizes=[3],
     )
-    config = {
-        "model": {"name": "spy", "latent_dim": 4},
-        "train": {"iterations": 50},
-        "data": {"spec": "graded:n=12", "test_fraction": 0.5, "split_seed": 0},
-    }
+    config = RunConfig(
+        model=ModelSection(name="spy", network=None, params=SpyConfig(latent_dim=4)),
+        train=TrainConfig(iterations=50),
+        data=DataConfig(spec="graded:n=12", test_fraction=0.5, split_seed=0),
+    )
     split = {"train": list(range(0, n_images, 2)), "test": list(range(1, n_images, 2)), "n": n_images}
     return Run(
         path=path,

@@ -1,11 +1,13 @@
 """The training loop and run directories, exercised with tiny models on ``synthetic-lesions:n=128``.
 
 The tiny models stand in for the registry models (they implement ``models/base.py``) so that these tests
-check the loop itself in a second or two; ``instantiate_model`` is swapped for one that knows them.
+check the loop itself in a second or two; they are registered for each test with ``MODELS.override``
+(the public seam), so the real ``train`` → ``build_model`` path builds them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,10 +26,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from factorlens.config import parse_run_config
 from factorlens.errors import CheckpointError, ConfigError, TrainingError
-from factorlens.models import MODELS, ModelEntry
+from factorlens.models import MODELS, ModelEntry, build_model
 from factorlens.models.base import LatentModel, StepOutput
 from factorlens.training import load_run, rundir, train
+from factorlens.training.callbacks import Callback, default_callbacks
 from factorlens.training.trainer import TrainingInterrupted
 
 DATA_SPEC = "synthetic-lesions:n=128"
@@ -122,20 +126,25 @@ TINY_ENTRIES = {
 }
 
 
-def register_tiny_models(monkeypatch) -> None:
+def register_tiny_models(stack: contextlib.ExitStack) -> None:
+    """Register the tiny models until ``stack`` closes."""
     for name, entry in TINY_ENTRIES.items():
-        monkeypatch.setitem(MODELS._items, name, entry)
+        stack.enter_context(MODELS.override(name, entry))
 
 
-def tiny_instantiate(model_section: dict, *, channels: int):
-    params = {k: v for k, v in model_section.items() if k != "name"}
-    return TINY_MODELS[model_section["name"]](channels=channels, **params), dict(model_section)
+def tiny_model(name: str, *, channels: int = 3) -> LatentModel:
+    return build_model(name, {}, channels=channels)
+
+
+@pytest.fixture()
+def tiny_registry():
+    with contextlib.ExitStack() as stack:
+        register_tiny_models(stack)
+        yield
 
 
 @pytest.fixture(autouse=True)
-def tiny_models(monkeypatch, tmp_path_factory):
-    register_tiny_models(monkeypatch)
-    monkeypatch.setattr(rundir, "instantiate_model", tiny_instantiate)
+def tiny_models(tiny_registry, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("FACTORLENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("FACTORLENS_NO_PROGRESS", "1")
 
@@ -168,7 +177,7 @@ def test_loss_decreases_and_run_directory_is_complete(tmp_path):
 
     run = load_run(out)
     assert run.model_name == "tiny" and run.iteration == 60 and not run.model.training
-    assert run.config["train"]["iterations"] == 60 and run.config["data"]["spec"] == DATA_SPEC
+    assert run.config.train.iterations == 60 and run.config.data.spec == DATA_SPEC
     assert len(run.log()) == 12 and len(run.load_dataset()) == 128
     weights = load_file(str(out / "checkpoints/iter-60/model.safetensors"))
     assert torch.equal(run.model.dec.weight, weights["dec.weight"])
@@ -218,7 +227,7 @@ def test_adversary_hook_steps_only_the_adversary_with_its_own_optimizer(tmp_path
     assert {"loss", "rec", "kl", "fool", "adv_loss", "d_real", "d_fake"} <= set(record)
     assert record["adv_loss"] == pytest.approx(record["d_real"] + record["d_fake"], rel=1e-5)
     state = rundir.load_state(out / "checkpoints/iter-10")
-    model, _ = tiny_instantiate({"name": "tiny-adv"}, channels=3)
+    model = tiny_model("tiny-adv")
     n_adversary = len(list(model.adversary.parameters()))
     assert len(state["adv_optimizer"]["param_groups"][0]["params"]) == n_adversary
     assert len(state["optimizer"]["param_groups"][0]["params"]) == len(list(model.parameters())) - n_adversary
@@ -292,23 +301,25 @@ def test_corrupted_or_foreign_checkpoints_give_one_line_errors(tmp_path):
     assert load_run(out).iteration == 5
 
 
-def test_interrupt_writes_a_checkpoint_and_resume_continues(tmp_path, monkeypatch):
+class SignalAt(Callback):
+    """Sets the stop request the signal handler would set, after step ``iteration``."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.iteration == self.iteration:
+            trainer.stop_signal = signal.SIGTERM
+
+
+def test_interrupt_writes_a_checkpoint_and_resume_continues(tmp_path):
     """In-process: a stop request (what the signal handler sets) ends the step and checkpoints."""
-    from factorlens.training import trainer
-
-    original_step = trainer._Loop.step
-
-    def step_then_signal(self):
-        original_step(self)
-        if self.iteration == 4:
-            self.stop_signal = signal.SIGTERM
-
-    monkeypatch.setattr(trainer._Loop, "step", step_then_signal)
     out = tmp_path / "run"
+    config = tiny_config(iterations=12)
+    callbacks = [*default_callbacks(parse_run_config(config), progress=False, out=out), SignalAt(4)]
     with pytest.raises(TrainingInterrupted, match="SIGTERM at iteration 4"):
-        train(tiny_config(iterations=12), out)
+        train(config, out, callbacks=callbacks)
     assert json.loads((out / "checkpoint.json").read_text()) == {"latest": "checkpoints/iter-4"}
-    monkeypatch.setattr(trainer._Loop, "step", original_step)
     train(tiny_config(iterations=12), out, resume=True)
     assert load_run(out).iteration == 12
 
@@ -318,10 +329,8 @@ import sys
 sys.path.insert(0, {tests!r})
 import test_training
 from factorlens.models import MODELS
-from factorlens.training import rundir
 for name, entry in test_training.TINY_ENTRIES.items():
     MODELS.register(name)(entry)
-rundir.instantiate_model = test_training.tiny_instantiate
 from factorlens.cli.main import main
 sys.exit(main(["train", "--config", {config!r}, "--out", {out!r}]))
 """

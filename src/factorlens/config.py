@@ -1,15 +1,16 @@
-"""Run configuration: YAML with three sections, validated strictly.
+"""Run configuration: YAML with three sections, parsed into typed, frozen dataclasses.
 
 ```yaml
-model: {name: btcvae, latent_dim: 32, beta: 6.0}   # params validated by factorlens.models.build_model
-train: {iterations: 100000, batch_size: 256, lr: 1.0e-4, precision: bf16, ...}
-data:  {spec: synthetic-lesions, test_fraction: 0.2, split_seed: 0}
+model: {name: btcvae, network: conv, latent_dim: 32, beta: 6.0}   # the objective's config dataclass
+train: {iterations: 100000, batch_size: 256, lr: 1.0e-4, precision: bf16, ...}          # TrainConfig
+data:  {spec: synthetic-lesions, test_fraction: 0.2, split_seed: 0}                     # DataConfig
 ```
 
-Every problem (unknown key, wrong type, NaN, out-of-range value) is a one-line
-:class:`~factorlens.errors.ConfigError` naming ``section.key`` and the file it came from. ``train`` and
-``data`` are checked here; the ``model`` section is only required to have a ``name`` here, its parameters
-are checked by :func:`factorlens.models.build_model` (the model owns its config dataclass).
+:func:`parse_run_config` gives a :class:`RunConfig` (``config.train.lr``, ``config.model.params.beta``);
+every option goes through :func:`factorlens.schema.parse`, so every problem (unknown key, wrong type, NaN,
+out-of-range value) is the same one-line :class:`~factorlens.errors.ConfigError` naming ``section.key``
+and the file it came from. The dict-level functions (:func:`validate_config`, :func:`load_config`,
+:func:`apply_overrides`) work on the YAML mapping and check it with the same parser.
 """
 
 from __future__ import annotations
@@ -17,17 +18,31 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from factorlens.errors import ConfigError
+from factorlens.schema import (
+    as_dict,
+    boolean,
+    choice,
+    fields_of,
+    integer,
+    nonempty_text,
+    number,
+    number_pair,
+    option,
+    parse,
+)
 
 SECTIONS = ("model", "train", "data")
 DEFAULT_DATA_SPEC = "synthetic-lesions"
+# Keys of the model section that are not options of the objective's config dataclass.
+MODEL_SECTION_KEYS = ("name", "network")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -63,128 +78,94 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}{where}: invalid YAML ({problem})") from None
 
 
-# --- field checkers --------------------------------------------------------------------------------------
-# Each checker takes (value, key, source), returns the normalised value or raises a ConfigError naming
-# ``section.key`` and the source file.
-
-
-def _int(minimum: int | None = None) -> Callable[[Any, str, str], int]:
-    def check(value: Any, key: str, source: str) -> int:
-        where = f"{key} in {source}"
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{where} must be >= {minimum}, got {value}")
-        return value
-
-    return check
-
-
-def _float(*, positive: bool = False, lo: float | None = None, hi: float | None = None):
-    def check(value: Any, key: str, source: str) -> float:
-        where = f"{key} in {source}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} must be finite, got {value}")
-        if positive and value <= 0:
-            raise ConfigError(f"{where} must be > 0, got {value}")
-        if lo is not None and value < lo:
-            raise ConfigError(f"{where} must be >= {lo}, got {value}")
-        if hi is not None and value >= hi:
-            raise ConfigError(f"{where} must be < {hi}, got {value}")
-        return value
-
-    return check
-
-
-def _betas(value: Any, key: str, source: str) -> list[float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{key} in {source} must be a list of two numbers in [0, 1), got {value!r}")
-    check = _float(lo=0.0, hi=1.0)
-    return [check(v, f"{key}[{i}]", source) for i, v in enumerate(value)]
-
-
-def _choice(*choices: str) -> Callable[[Any, str, str], str]:
-    def check(value: Any, key: str, source: str) -> str:
-        if value not in choices:
-            raise ConfigError(f"{key} in {source} must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    return check
-
-
-def _bool(value: Any, key: str, source: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} in {source} must be true or false, got {value!r}")
-    return value
-
-
-def _nonempty_str(value: Any, key: str, source: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key} in {source} must be a non-empty string, got {value!r}")
-    return value
+# --- the sections ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Option:
-    default: Any
-    check: Callable[[Any, str, str], Any]
-    help: str
+class TrainConfig:
+    """``train:``: how long, how fast and with which optimiser the model is trained."""
+
+    iterations: int = option(100_000, integer(1), "generator steps (one batch each)")
+    batch_size: int = option(256, integer(2),
+                             "images per step (the last incomplete batch of an epoch is dropped)")
+    optimizer: str = option("adam", choice("adam", "adamw", "sgd"), "optimiser of the model (generator/VAE)")
+    lr: float = option(1e-4, number(positive=True), "learning rate of the model (generator/VAE)")
+    betas: list = option([0.9, 0.999], number_pair(lo=0.0, hi=1.0), "Adam/AdamW betas of the model")
+    momentum: float = option(0.0, number(lo=0.0, hi=1.0), "SGD momentum of the model")
+    weight_decay: float = option(0.0, number(lo=0.0), "weight decay of the model's optimiser")
+    adv_lr: float = option(1e-4, number(positive=True), "Adam learning rate of the adversary, if any")
+    adv_betas: list = option([0.5, 0.9], number_pair(lo=0.0, hi=1.0), "Adam betas of the adversary")
+    seed: int = option(0, integer(0), "seeds weights, batch order and sampling noise")
+    log_every: int = option(100, integer(1), "iterations between log.jsonl records (and the only host syncs)")
+    checkpoint_every: int = option(5000, integer(1),
+                                   "iterations between checkpoints (one is always written last)")
+    precision: str = option("fp32", choice("fp32", "bf16"), "bf16 = autocast of the loss computation")
+    device: str = option("auto", choice("auto", "cpu", "cuda"), "auto = cuda when available")
+    compile: bool = option(False, boolean, "torch.compile the loss computation")
+    num_threads: int = option(0, integer(0), "torch intra-op threads; 0 = torch default")
+    malloc_tuning: bool = option(True, boolean, "raise glibc mmap/trim thresholds (fewer page faults)")
+    ema: float = option(0.0, number(lo=0.0, hi=1.0),
+                        "decay of an exponential moving average of the model's weights; 0 = off")
+    tensorboard: bool = option(False, boolean,
+                               "TensorBoard scalars (and a traversal per checkpoint) in RUN/tensorboard")
 
 
-TRAIN_OPTIONS: dict[str, Option] = {
-    "iterations": Option(100_000, _int(1), "generator steps (one batch each)"),
-    "batch_size": Option(256, _int(2), "images per step (the last incomplete batch of an epoch is dropped)"),
-    "lr": Option(1e-4, _float(positive=True), "Adam learning rate of the model (generator/VAE)"),
-    "adv_lr": Option(1e-4, _float(positive=True), "Adam learning rate of the adversary, if any"),
-    "betas": Option([0.9, 0.999], _betas, "Adam betas of the model"),
-    "adv_betas": Option([0.5, 0.9], _betas, "Adam betas of the adversary"),
-    "seed": Option(0, _int(0), "seeds weights, batch order and sampling noise"),
-    "log_every": Option(100, _int(1), "iterations between log.jsonl records (and the only host syncs)"),
-    "checkpoint_every": Option(5000, _int(1), "iterations between checkpoints (one is always written last)"),
-    "precision": Option("fp32", _choice("fp32", "bf16"), "bf16 = autocast of the loss computation"),
-    "device": Option("auto", _choice("auto", "cpu", "cuda"), "auto = cuda when available"),
-    "compile": Option(False, _bool, "torch.compile the loss computation"),
-    "num_threads": Option(0, _int(0), "torch intra-op threads; 0 = torch default"),
-    "malloc_tuning": Option(True, _bool, "raise glibc mmap/trim thresholds (fewer page faults)"),
-}
+@dataclass(frozen=True)
+class DataConfig:
+    """``data:``: which images, and how they are split."""
 
-DATA_OPTIONS: dict[str, Option] = {
-    "spec": Option(DEFAULT_DATA_SPEC, _nonempty_str, "dataset spec, see `factorlens data info`"),
-    "test_fraction": Option(0.2, _float(positive=True, hi=1.0), "fraction of images (groups) held out"),
-    "split_seed": Option(0, _int(0), "seed of the train/test split"),
-    "skip_bad": Option(False, _bool, "skip undecodable images with a counted warning instead of an error"),
-}
+    spec: str = option(DEFAULT_DATA_SPEC, nonempty_text, "dataset spec, see `factorlens data info`")
+    test_fraction: float = option(0.2, number(positive=True, hi=1.0), "fraction of images (groups) held out")
+    split_seed: int = option(0, integer(0), "seed of the train/test split")
+    skip_bad: bool = option(False, boolean,
+                            "skip undecodable images with a counted warning instead of an error")
 
-SECTION_OPTIONS = {"train": TRAIN_OPTIONS, "data": DATA_OPTIONS}
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``model:``: the registered model ``name``, its network family and the objective's options."""
+
+    name: str
+    network: str | None  # None: the model's default family (or a model without networks)
+    params: Any  # an instance of the model's config dataclass
+
+    def to_dict(self) -> dict:
+        network = {"network": self.network} if self.network is not None else {}
+        return {"name": self.name, **network, **as_dict(self.params)}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A complete, checked run config. ``to_dict()`` is what ``config.yaml`` holds."""
+
+    model: ModelSection
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "train": as_dict(self.train), "data": as_dict(self.data)}
+
+    def replace(self, section: str, **changes: Any) -> RunConfig:
+        """A copy with ``train`` or ``data`` options changed (checked like any other source)."""
+        current = getattr(self, section)
+        where = "replace()"
+        updated = parse(type(current), {**as_dict(current), **changes}, where=where, prefix=section)
+        return replace(self, **{section: updated})
+
+
+SECTION_CLASSES = {"train": TrainConfig, "data": DataConfig}
+TRAIN_OPTIONS = fields_of(TrainConfig)  # name -> dataclasses.Field (``.default``, ``.metadata["help"]``)
+DATA_OPTIONS = fields_of(DataConfig)
 
 # Keys of a run's config that may differ when it is resumed (they change how long / where it runs, not
 # what is learned).
 RESUMABLE_CHANGES = frozenset(
     {"train.iterations", "train.log_every", "train.checkpoint_every", "train.device", "train.num_threads",
-     "train.compile", "train.malloc_tuning"}
+     "train.compile", "train.malloc_tuning", "train.tensorboard"}
 )
 
 
-def default_config(model_name: str) -> dict:
-    """A complete config for ``model_name`` with every train/data option at its default."""
-    return {
-        "model": {"name": model_name},
-        "train": {k: copy.deepcopy(o.default) for k, o in TRAIN_OPTIONS.items()},
-        "data": {k: copy.deepcopy(o.default) for k, o in DATA_OPTIONS.items()},
-    }
-
-
-def validate_config(raw: Any, source: str = "config") -> dict:
-    """Check ``raw`` (a parsed YAML mapping) and return a new dict with every default filled in.
-
-    Args:
-        raw: ``{"model": {"name": ..., ...}, "train": {...}, "data": {...}}``; ``train`` and ``data``
-            may be partial or missing.
-        source: the file (or ``--set``) named in error messages.
-    """
+def _check_sections(raw: Any, source: str) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with sections {', '.join(SECTIONS)}")
     for section in raw:
@@ -198,38 +179,81 @@ def validate_config(raw: Any, source: str = "config") -> dict:
             raise ConfigError(f"model.{key!r} in {source}: keys must be strings")
     if "name" not in model:
         raise ConfigError(f"model.name missing in {source}")
-    _nonempty_str(model["name"], "model.name", source)
+    nonempty_text(model["name"], f"model.name in {source}")
     for key, value in model.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"model.{key} in {source} must be finite, got {value}")
-    _check_model_params(model, source)
-    config = default_config(model["name"])
-    config["model"] = copy.deepcopy(model)
-    for section, options in SECTION_OPTIONS.items():
-        given = raw.get(section, {})
-        if given is None:
-            given = {}
-        if not isinstance(given, dict):
+    for section in SECTION_CLASSES:
+        given = raw.get(section)
+        if given is not None and not isinstance(given, dict):
             raise ConfigError(f"{source}: section {section!r} must be a mapping, got {given!r}")
-        for key, value in given.items():
-            if key not in options:
-                allowed = ", ".join(options)
-                raise ConfigError(f"unknown key {section}.{key} in {source}; allowed: {allowed}")
-            config[section][key] = options[key].check(value, f"{section}.{key}", source)
+    return model
+
+
+def parse_model_section(model: Mapping[str, Any], source: str) -> ModelSection:
+    """The typed ``model:`` section; the objective's options are checked by its config dataclass."""
+    from factorlens.models import MODELS, model_network, parse_model_params
+
+    name = model["name"]
+    network = model.get("network")
+    try:
+        MODELS.get(name)
+        if network is not None:
+            nonempty_text(network, f"model.network in {source}")
+            model_network(name, network)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})" if source not in str(exc) else str(exc)) from None
+    params = {k: v for k, v in model.items() if k not in MODEL_SECTION_KEYS}
+    return ModelSection(name=name, network=network, params=parse_model_params(name, params, where=source))
+
+
+def parse_run_config(raw: Any, source: str = "config") -> RunConfig:
+    """Check ``raw`` (a parsed YAML mapping; ``train``/``data`` may be partial or missing) and return the
+    typed config with every default filled in."""
+    if isinstance(raw, RunConfig):
+        return raw
+    model = _check_sections(raw, source)
+    return RunConfig(
+        model=parse_model_section(model, source),
+        **{section: parse(cls, raw.get(section), where=source, prefix=section)
+           for section, cls in SECTION_CLASSES.items()},
+    )
+
+
+def default_config(model_name: str) -> dict:
+    """A complete config for ``model_name`` with every train/data option at its default."""
+    return {
+        "model": {"name": model_name},
+        "train": as_dict(TrainConfig()),
+        "data": as_dict(DataConfig()),
+    }
+
+
+def validate_config(raw: Any, source: str = "config") -> dict:
+    """Check ``raw`` (a parsed YAML mapping) and return a new dict with every train/data default filled
+    in; the ``model`` section is returned as given (checked; :func:`resolve_model_section` fills it).
+
+    Args:
+        raw: ``{"model": {"name": ..., ...}, "train": {...}, "data": {...}}``; ``train`` and ``data``
+            may be partial or missing. A :class:`RunConfig` is accepted too.
+        source: the file (or ``--set``) named in error messages.
+    """
+    if isinstance(raw, RunConfig):
+        return raw.to_dict()
+    typed = parse_run_config(raw, source)
+    config = typed.to_dict()
+    config["model"] = copy.deepcopy(raw["model"])
     return config
 
 
-def _check_model_params(model: dict, source: str) -> None:
-    """Check the model section against the model's config dataclass now, before any data is loaded, so a
-    typo costs no loading time and the error names the file it came from."""
-    from factorlens.models import model_config_class
-    from factorlens.models.config import build_config
+def resolve_model_section(model: Mapping[str, Any]) -> dict:
+    """The model section with every option of the objective and the network family filled in: what a
+    run's ``config.yaml`` records. Two sections that resolve equal describe the same model."""
+    from factorlens.models import model_network
 
-    params = {k: v for k, v in model.items() if k != "name"}
-    try:
-        build_config(model_config_class(model["name"]), params)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {source})") from None
+    section = parse_model_section(model, "config")
+    resolved = ModelSection(section.name, model_network(section.name, section.network), section.params)
+    return resolved.to_dict()
 
 
 def load_config(path: str | Path) -> dict:
@@ -259,15 +283,15 @@ def apply_overrides(config: dict, assignments: Iterable[str], source: str = "--s
         if section not in SECTIONS:
             raise ConfigError(f"{source} {assignment!r}: unknown section {section!r}; allowed: "
                               f"{', '.join(SECTIONS)}")
-        if section in SECTION_OPTIONS and key not in SECTION_OPTIONS[section]:
-            allowed = ", ".join(SECTION_OPTIONS[section])
-            raise ConfigError(f"{source}: unknown key {dotted}; allowed: {allowed}")
-        updated[section][key] = parse_yaml(text, f"{source} {dotted}") if text.strip() else None
+        value = parse_yaml(text, f"{source} {dotted}") if text.strip() else None
+        updated.setdefault(section, {})[key] = value
     return validate_config(updated, source)
 
 
-def dump_config(config: dict) -> str:
+def dump_config(config: dict | RunConfig) -> str:
     """YAML text of a config (sections in the canonical order)."""
+    if isinstance(config, RunConfig):
+        config = config.to_dict()
     ordered = {section: config[section] for section in SECTIONS if section in config}
     return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None)
 

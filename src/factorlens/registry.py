@@ -7,6 +7,7 @@ A registry maps a name to a factory. Lookup of an unknown name raises a one-line
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from factorlens.errors import ConfigError
@@ -34,6 +35,21 @@ class Registry(Generic[T]):
         except KeyError:
             choices = ", ".join(sorted(self._items))
             raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
+
+    @contextmanager
+    def override(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` as ``name`` (replacing an entry of that name) inside a ``with`` block only:
+        the public seam for tests and notebooks that need a model, dataset or method of their own."""
+        missing = object()
+        previous = self._items.get(name, missing)
+        self._items[name] = obj
+        try:
+            yield obj
+        finally:
+            if previous is missing:
+                self._items.pop(name, None)
+            else:
+                self._items[name] = previous  # type: ignore[assignment]
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,6 +1,6 @@
 """``factorlens demo``: train the four paper models with the CPU presets, evaluate them, write a report.
 
-What ``make demo`` runs. Each model trains into ``OUT/<model>/`` with ``configs/cpu/<model>.yaml``; a run
+What ``make demo`` runs. Each model trains into ``OUT/<model>/`` with the preset ``cpu/<model>``; a run
 that is already complete with the same config is reused (the demo can be re-run or resumed after Ctrl-C),
 and ``--force`` starts every run over.
 """
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="train, evaluate and report the four paper models on synthetic lesions (CPU, ~15 min)",
-        description="Trains vae, btcvae, btcvae-resnet and btcvae-adv with the configs/cpu (or --preset "
+        description="Trains vae, btcvae, btcvae-resnet and btcvae-adv with the cpu (or --preset "
         "paper) presets into OUT/<model>/, evaluates them into OUT/results/ (Table 1) and writes "
         "OUT/report.html.",
     )
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the presets' train.seed (weights, "
                         "batch order, noise; the data split stays data.split_seed)")
     parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
-                        help="configs/cpu (default: short CPU runs) or configs/paper (the paper's 100k "
+                        help="cpu (default: short CPU runs) or paper (the paper's 100k "
                         "iterations at batch 256: for a GPU)")
     parser.add_argument("--force", action="store_true", help="retrain runs that already exist")
     parser.set_defaults(func=run)
@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def train_demo_runs(out: Path, models: list[str], *, data: str | None, iters: int | None,
                     force: bool, preset: str = "cpu", seed: int | None = None) -> list[Path]:
     """Train (or reuse) one CPU-preset run per model; returns the run directories."""
-    from factorlens.config import load_config, resolve_config_path, validate_config
+    from factorlens.config import load_config, parse_run_config, resolve_config_path, validate_config
     from factorlens.training import train
+    from factorlens.training.trainer import apply_process_settings
 
     run_dirs = []
     for name in models:
@@ -54,6 +55,7 @@ def train_demo_runs(out: Path, models: list[str], *, data: str | None, iters: in
         if seed is not None:
             config["train"]["seed"] = seed
         config = validate_config(config, f"demo --models {name}")
+        apply_process_settings(parse_run_config(config))
         started = time.perf_counter()
         # resume=True: a finished run with the same config is reused, an interrupted one continues.
         run_dir = train(config, out / name, resume=not force, force=force)

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a traversal grid and (for datasets with an oracle) an effect-matrix heat map.",
     )
     parser.add_argument("run", help="run directory written by `factorlens train`")
-    parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHOD_NAMES)}")
+    parser.add_argument("--method", required=True,
+                        help=f"one of: {', '.join(METHOD_NAMES)} (--list-methods lists their options)")
     parser.add_argument("--out", default=None, help="output directory (default RUN/directions/<method>)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of learned methods")
     parser.add_argument("-k", type=int, default=None, help="number of directions (default: method's)")
@@ -26,9 +27,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="a method's own option, repeatable (values parsed as YAML scalars), e.g. "
-        "--option deformator=ortho for voynov, --option kind=spherical for kmeans",
+        "--option deformator=ortho for voynov, --option kind=spherical for kmeans; --list-methods lists them",
     )
+    parser.add_argument("--list-methods", action=ListMethods,
+                        help="list the direction methods with their options (defaults, help) and exit")
     parser.set_defaults(func=run)
+
+
+class ListMethods(argparse.Action):
+    """``--list-methods``: print :func:`factorlens.directions.methods.describe_methods` and exit, like
+    ``--help`` (RUN and --method are not needed). Imported only when given: building the parser stays
+    torch-free."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from factorlens.directions.methods import describe_methods
+
+        print(describe_methods())
+        parser.exit()
 
 
 def parse_options(assignments: list[str]) -> dict:
@@ -49,9 +67,12 @@ def parse_options(assignments: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from factorlens.directions.methods import check_options
     from factorlens.directions.pipeline import discover_for_run
 
     options = parse_options(args.option)
+    # Checked here, before anything is loaded, so that a bad option's error names --option as its source.
+    check_options(args.method, options, where="--option")
     out = discover_for_run(
         args.run,
         method=args.method,

@@ -30,7 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from factorlens.evaluation import evaluation_images
-    from factorlens.evaluation.images import run_data_spec
     from factorlens.io import atomic_open
     from factorlens.training import load_run
     from factorlens.training.trainer import progress_enabled
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if not run.model.has_encoder:
         raise ConfigError(f"run {args.run} is a {run.model_name!r} model: it has no encoder")
-    own_data = args.data is None or args.data == run_data_spec(run)
+    own_data = args.data is None or args.data == run.config.data.spec
     split = args.split or ("test" if own_data else "all")
     if not own_data and split != "all":
         raise ConfigError(f"--split {split} refers to the run's own dataset; use --split all with --data")

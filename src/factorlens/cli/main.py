@@ -19,9 +19,10 @@ NOT_COMMANDS = frozenset({"main"})
 
 
 def command_modules() -> list[str]:
-    """Names of the subcommand modules of ``factorlens.cli`` (sorted, so ``--help`` is stable)."""
+    """The subcommands, one per module of ``factorlens.cli`` (sorted, so ``--help`` is stable); a module
+    ``export_tensorboard`` is the command ``export-tensorboard``."""
     return sorted(
-        info.name
+        info.name.replace("_", "-")
         for info in pkgutil.iter_modules(factorlens.cli.__path__)
         if info.name not in NOT_COMMANDS and not info.name.startswith("_")
     )
@@ -36,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"factorlens {factorlens.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in command_modules():
-        module = importlib.import_module(f"factorlens.cli.{name}")
+        module = importlib.import_module(f"factorlens.cli.{name.replace('-', '_')}")
         register = getattr(module, "register", None)
         if register is None:
             # A command module without register() is a bug in factorlens, not something to skip quietly.
-            raise TypeError(f"factorlens.cli.{name} defines no register(subparsers)")
+            raise TypeError(f"factorlens.cli.{name.replace('-', '_')} defines no register(subparsers)")
         register(subparsers)
     return parser
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from factorlens.config import apply_overrides, load_config, resolve_config_path, validate_config
+from factorlens.config import RunConfig, apply_overrides, load_config, parse_run_config, resolve_config_path
 from factorlens.errors import ConfigError
 
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> dict:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The config named by ``--config`` (or the run's own with ``--resume``) with overrides applied."""
     if args.config is not None:
         config = load_config(resolve_config_path(args.config))
@@ -50,13 +50,16 @@ def config_from_args(args: argparse.Namespace) -> dict:
             config[section][key] = value
     if args.skip_bad:
         config["data"]["skip_bad"] = True
-    return validate_config(config, "command line")
+    return parse_run_config(config, "command line")
 
 
 def run(args: argparse.Namespace) -> int:
     from factorlens.training import train
+    from factorlens.training.trainer import apply_process_settings
 
-    out = train(config_from_args(args), Path(args.out), resume=args.resume, force=args.force)
+    config = config_from_args(args)
+    apply_process_settings(config)
+    out = train(config, Path(args.out), resume=args.resume, force=args.force)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     terms = ", ".join(f"{k} {v:.4g}" for k, v in summary["final_terms"].items())
     print(f"{out}: {summary['model']} {summary['iterations']} iterations in {summary['wall_time_s']:.1f} s "

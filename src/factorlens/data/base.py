@@ -81,6 +81,11 @@ class ImageDataset:
     def channels(self) -> int:
         return int(self.images.shape[1])
 
+    @property
+    def image_size(self) -> int:
+        """Side of the (square) images in pixels."""
+        return int(self.images.shape[-1])
+
     def subset(self, indices: np.ndarray) -> ImageDataset:
         """A view-like copy restricted to ``indices`` (images are fancy-indexed, i.e. copied)."""
         idx = np.asarray(indices, dtype=np.int64)

@@ -7,14 +7,16 @@ A spec is ``NAME[:ARG[:ARG]]``: ``synthetic-lesions:n=500,seed=1``, ``ham10000:/
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from factorlens.data.base import ImageDataset
 from factorlens.errors import ConfigError, DataError
 from factorlens.registry import Registry
+from factorlens.schema import parse
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,29 +59,26 @@ def load_dataset(spec: str, *, skip_bad: bool = False, progress: bool = True) ->
     return loader(parsed, skip_bad=skip_bad, progress=progress)
 
 
-def parse_options(spec: DatasetSpec, defaults: dict[str, Callable[[str], object]]) -> dict[str, object]:
-    """Parse a single ``key=value,key=value`` argument; ``defaults`` maps each allowed key to its parser.
+def parse_options(spec: DatasetSpec, options_class: type[T]) -> T:
+    """Parse a single ``key=value,key=value`` argument into ``options_class`` (a dataclass of
+    :mod:`factorlens.schema` options); values are read as YAML scalars (``n=500`` is an int).
 
-    Returns only the keys the user gave; a bad key or value is a one-line :class:`ConfigError`.
+    A bad key or value is the one parser's one-line :class:`ConfigError`, e.g.
+    ``synthetic-lesions.n in dataset spec 'synthetic-lesions:n=ten' must be an integer, got 'ten'``.
     """
+    from factorlens.config import parse_yaml
+
     if len(spec.args) > 1:
         raise ConfigError(f"dataset {spec.name!r} takes one 'key=value,...' argument, got {spec.raw!r}")
-    options: dict[str, object] = {}
-    if not spec.args:
-        return options
-    for item in spec.args[0].split(","):
+    where = f"dataset spec {spec.raw!r}"
+    given: dict[str, object] = {}
+    for item in spec.args[0].split(",") if spec.args else ():
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep:
+        if not sep or not key:
             raise ConfigError(f"dataset option {item!r} in {spec.raw!r} is not key=value")
-        if key not in defaults:
-            allowed = ", ".join(sorted(defaults))
-            raise ConfigError(f"unknown option {key!r} for dataset {spec.name!r}; allowed: {allowed}")
-        try:
-            options[key] = defaults[key](value.strip())
-        except ValueError:
-            raise ConfigError(f"bad value {value!r} for option {key!r} in {spec.raw!r}") from None
-    return options
+        given[key] = parse_yaml(value.strip(), f"{where} option {key}")
+    return parse(options_class, given, where=where, prefix=spec.name, owner=f"dataset {spec.name}")
 
 
 def existing_path(text: str, what: str, spec: DatasetSpec) -> Path:

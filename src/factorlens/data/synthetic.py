@@ -12,6 +12,7 @@ and its noise seed.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -23,6 +24,7 @@ from factorlens.data.cache import cached_build
 from factorlens.data.handcrafted import handcrafted_factors
 from factorlens.data.loading import DATASETS, DatasetSpec, parse_options
 from factorlens.errors import ConfigError
+from factorlens.schema import integer, option
 
 ISIC_CLASS_NAMES = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
 # HAM10000 class counts (of 10,015 images), in ISIC order: the synthetic class frequencies.
@@ -363,11 +365,19 @@ def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool 
     )
 
 
+@dataclass(frozen=True)
+class SyntheticLesionsOptions:
+    """Options of the ``synthetic-lesions`` spec (``synthetic-lesions:n=500,seed=1``)."""
+
+    n: int = option(10015, integer(1), "number of images (HAM10000's size by default)")
+    seed: int = option(0, integer(0), "seed of the factors and the rendering noise")
+
+
 @DATASETS.register("synthetic-lesions")
 def load_synthetic_lesions(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> ImageDataset:
     """``synthetic-lesions[:n=10015,seed=0]``, cached on disk after the first generation."""
-    options = {"n": 10015, "seed": 0, **parse_options(spec, {"n": int, "seed": int})}
-    n, seed = int(options["n"]), int(options["seed"])
+    options = parse_options(spec, SyntheticLesionsOptions)
+    n, seed = options.n, options.seed
     dataset = cached_build(
         "synthetic-lesions",
         {"source": "synthetic-lesions", "n": n, "seed": seed},

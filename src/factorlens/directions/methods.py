@@ -1,14 +1,18 @@
-"""The direction-method registry and the closed-form methods (SeFa, PCA).
+"""The direction-method registry and the closed-form methods (SeFa, PCA, K-means, the baselines).
 
-Every method is a function ``method(adapter, *, k, seed, steps, **options) -> DirectionSet``; ``k`` is the
-number of directions (``None`` = the method's default), ``steps`` the training steps of learned methods
-(ignored by closed-form ones). Options are validated by :func:`discover_directions`.
+Every method is registered with :func:`direction_method` as a :class:`DirectionMethodEntry`: a frozen
+options dataclass (its fields, declared with :func:`factorlens.schema.option`, are the method's own options
+— ``discover --option KEY=VALUE`` — with their defaults, checks and help lines) and a function
+``run(adapter, options, *, k, seed, steps) -> DirectionSet``. ``k`` is the number of directions (``None`` =
+the method's default), ``steps`` the training steps of learned methods (ignored by closed-form ones).
+:func:`discover_directions` parses the options with :func:`factorlens.schema.parse` and runs the method.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,11 +21,78 @@ from factorlens.directions.adapter import GeneratorAdapter
 from factorlens.directions.direction_set import DirectionSet
 from factorlens.errors import ConfigError
 from factorlens.registry import Registry
+from factorlens.schema import Check, boolean, choice, help_of, integer, number, option, parse
 
-DirectionMethod = Callable[..., DirectionSet]
-DIRECTION_METHODS: Registry[DirectionMethod] = Registry("direction method")
+DirectionMethod = Callable[..., DirectionSet]  # run(adapter, options, *, k, seed, steps) -> DirectionSet
 
-COMMON_ARGUMENTS = ("k", "seed", "steps")
+
+@dataclass(frozen=True)
+class DirectionMethodEntry:
+    """A registered direction method.
+
+    Attributes:
+        options_class: frozen dataclass of the method's own options (the keys ``--option`` accepts).
+        run: ``run(adapter, options, *, k, seed, steps) -> DirectionSet`` with ``options`` an instance of
+            ``options_class``.
+        description: one line for ``factorlens discover --list-methods``.
+    """
+
+    options_class: type
+    run: DirectionMethod
+    description: str
+
+
+DIRECTION_METHODS: Registry[DirectionMethodEntry] = Registry("direction method")
+
+PYTHON_WHERE = "discover_directions()"  # the source named in option errors of a Python call
+
+
+def direction_method(name: str, options_class: type, description: str) -> Callable[[DirectionMethod],
+                                                                                     DirectionMethod]:
+    """Decorator: register ``run`` as direction method ``name``; returns ``run`` unchanged."""
+
+    def decorator(run: DirectionMethod) -> DirectionMethod:
+        DIRECTION_METHODS.register(name)(DirectionMethodEntry(options_class, run, description))
+        return run
+
+    return decorator
+
+
+def fraction(*, positive: bool = False) -> Check:
+    """A number in [0, 1] (``positive``: in (0, 1])."""
+    base = number(positive=positive, lo=None if positive else 0)
+
+    def check(value: Any, where: str) -> float:
+        value = base(value, where)
+        if value > 1:
+            raise ConfigError(f"{where} must be <= 1, got {value}")
+        return value
+
+    return check
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A method without options of its own."""
+
+
+def parse_options(method: str, options: Mapping[str, Any] | None, *, where: str = PYTHON_WHERE) -> Any:
+    """``options`` of direction method ``method`` as its options dataclass (defaults filled in).
+
+    Raises:
+        ConfigError: one line for an unknown method, an unknown key (``unknown key option.<key> in
+            <where> (unknown option of direction method <method>); allowed: ...``) or a bad value
+            (``option.<key> in <where> must be ...``).
+    """
+    entry = DIRECTION_METHODS.get(method)
+    return parse(entry.options_class, options, where=where, prefix="option",
+                 owner=f"direction method {method}")
+
+
+def check_options(method: str, options: Mapping[str, Any] | None, *, where: str = "options") -> Any:
+    """Check ``options`` before anything is loaded (see :func:`parse_options`); returns the parsed
+    options."""
+    return parse_options(method, options, where=where)
 
 
 def discover_directions(
@@ -33,42 +104,31 @@ def discover_directions(
     steps: int | None = None,
     **options: Any,
 ) -> DirectionSet:
-    """Run direction method ``method`` on ``adapter``; unknown options raise a one-line ``ConfigError``."""
-    fn = check_options(method, options)
+    """Run direction method ``method`` on ``adapter`` with its own ``options`` (keywords, parsed into the
+    method's options dataclass); an unknown or bad option raises a one-line ``ConfigError``."""
+    parsed = parse_options(method, options)
     if k is not None and k < 1:
         raise ConfigError(f"number of directions k must be >= 1, got {k}")
     if steps is not None and steps < 1:
         raise ConfigError(f"training steps must be >= 1, got {steps}")
-    return fn(adapter, k=k, seed=seed, steps=steps, **options)
+    return DIRECTION_METHODS.get(method).run(adapter, parsed, k=k, seed=seed, steps=steps)
 
 
-def check_options(method: str, options: dict[str, Any]) -> Callable[..., DirectionSet]:
-    """The method's function, after checking ``options`` against its keyword arguments: an unknown name
-    or a value of the wrong type (against the default's type; an int is accepted for a float) is a
-    one-line ``ConfigError``."""
-    fn = DIRECTION_METHODS.get(method)
-    parameters = {
-        name: p for name, p in inspect.signature(fn).parameters.items()
-        if name not in ("adapter", *COMMON_ARGUMENTS)
-    }
-    for name, value in options.items():
-        if name not in parameters:
-            choices = ", ".join(parameters) or "none"
-            raise ConfigError(f"direction method {method!r} has no option {name!r}; options: {choices}")
-        default = parameters[name].default
-        if default is None or default is inspect.Parameter.empty:
-            continue
-        expected = type(default)
-        if expected is bool:
-            fits = isinstance(value, bool)
-        else:  # a bool is not a number here; an int is fine where a float is expected
-            accepted = (int, float) if expected is float else expected
-            fits = isinstance(value, accepted) and not isinstance(value, bool)
-        if not fits:
-            raise ConfigError(
-                f"direction method {method!r} option {name!r} must be {expected.__name__}, got {value!r}"
-            )
-    return fn
+def describe_methods() -> str:
+    """Every direction method with its options (name, type, default, help line), for
+    ``factorlens discover --list-methods`` and ``docs/directions.md``."""
+    lines = []
+    for name in DIRECTION_METHODS.names():
+        entry = DIRECTION_METHODS.get(name)
+        lines.append(f"{name}: {entry.description}")
+        fields = dataclasses.fields(entry.options_class)
+        if not fields:
+            lines.append("  (no options)")
+        for f in fields:
+            type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            help_text = f"  # {help_of(f)}" if help_of(f) else ""
+            lines.append(f"  {f.name}: {type_name} = {f.default!r}{help_text}")
+    return "\n".join(lines)
 
 
 def _resolve_k(k: int | None, available: int, method: str) -> int:
@@ -79,14 +139,20 @@ def _resolve_k(k: int | None, available: int, method: str) -> int:
     return k
 
 
-@DIRECTION_METHODS.register("sefa")
+@dataclass(frozen=True)
+class SefaOptions:
+    normalize_units: bool = option(True, boolean, "scale each output unit's weight vector to unit norm first")
+
+
+@direction_method("sefa", SefaOptions, "SeFa (Shen & Zhou 2021): eigenvectors of W^T W, W = first decoder "
+                  "layer weight")
 def sefa(
     adapter: GeneratorAdapter,
+    options: SefaOptions | None = None,
     *,
     k: int | None = None,
     seed: int = 0,
     steps: int | None = None,
-    normalize_units: bool = True,
 ) -> DirectionSet:
     """SeFa (Shen & Zhou 2021): eigenvectors of ``W^T W`` for the first decoder weight ``W [out, d]``.
 
@@ -95,6 +161,8 @@ def sefa(
     weights are. ``np.linalg.eigh`` (``W^T W`` is symmetric) with eigenvalues sorted in descending order,
     unlike the reference code's unsorted ``eig``.
     """
+    options = options or SefaOptions()
+    normalize_units = options.normalize_units
     if adapter.first_layer_weight is None:
         raise ConfigError("sefa needs the first decoder layer weight; this model does not expose one")
     weight = adapter.first_layer_weight.double().numpy()
@@ -115,14 +183,21 @@ def sefa(
     )
 
 
-@DIRECTION_METHODS.register("pca")
+@dataclass(frozen=True)
+class PcaOptions:
+    num_samples: int = option(2000, integer(1), "prior codes whose first-layer activations are analysed "
+                              "(prior base codes only, e.g. a GAN)")
+
+
+@direction_method("pca", PcaOptions, "principal axes of the base codes (prior: GANSpace PCA of first-layer "
+                  "activations)")
 def pca(
     adapter: GeneratorAdapter,
+    options: PcaOptions | None = None,
     *,
     k: int | None = None,
     seed: int = 0,
     steps: int | None = None,
-    num_samples: int = 2000,
 ) -> DirectionSet:
     """Principal axes of the base codes, or GANSpace-style PCA of first-layer activations.
 
@@ -132,6 +207,7 @@ def pca(
     codes on the component coordinates by least squares; the normalised rows of the regression matrix are
     the directions.
     """
+    num_samples = (options or PcaOptions()).num_samples
     if adapter.base_source == "posterior":
         codes = adapter.reference_codes()
         centred = codes - codes.mean(axis=0)
@@ -202,16 +278,23 @@ def _axial_kmeans(
     return best
 
 
-@DIRECTION_METHODS.register("kmeans")
+@dataclass(frozen=True)
+class KmeansOptions:
+    num_samples: int = option(4096, integer(1), "base codes to cluster")
+    kind: str = option("axial", choice("axial", "spherical"),
+                       "axial (lines: a code and its negative together) or spherical (rays, Klindt et al.)")
+    restarts: int = option(10, integer(1), "random starts; the best fit is kept")
+
+
+@direction_method("kmeans", KmeansOptions, "Klindt et al.: K-means of the L2-normalised base codes (K may "
+                  "exceed d)")
 def kmeans(
     adapter: GeneratorAdapter,
+    options: KmeansOptions | None = None,
     *,
     k: int | None = None,
     seed: int = 0,
     steps: int | None = None,
-    num_samples: int = 4096,
-    kind: str = "axial",
-    restarts: int = 10,
 ) -> DirectionSet:
     """Klindt et al.'s directions: K-means of the L2-normalised base codes; K may exceed d.
 
@@ -228,8 +311,8 @@ def kmeans(
     """
     from sklearn.cluster import KMeans
 
-    if kind not in ("axial", "spherical"):
-        raise ConfigError(f"kmeans: kind must be 'axial' or 'spherical', got {kind!r}")
+    options = options or KmeansOptions()
+    num_samples, kind, restarts = options.num_samples, options.kind, options.restarts
     codes = adapter.reference_codes(num_samples, seed=seed)
     norms = np.linalg.norm(codes, axis=1, keepdims=True)
     unit = codes[norms[:, 0] > 1e-12] / norms[norms[:, 0] > 1e-12]
@@ -275,9 +358,14 @@ def random_orthonormal(num_directions: int, latent_dim: int, seed: int) -> np.nd
     return (q * np.sign(np.diag(r))).T
 
 
-@DIRECTION_METHODS.register("axes")
+@direction_method("axes", NoOptions, "baseline: the latent coordinate axes, by the base codes' variance")
 def axes(
-    adapter: GeneratorAdapter, *, k: int | None = None, seed: int = 0, steps: int | None = None
+    adapter: GeneratorAdapter,
+    options: NoOptions | None = None,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
 ) -> DirectionSet:
     """Baseline: the latent coordinate axes, ordered by the base codes' variance along them."""
     variance = adapter.direction_scales(np.eye(adapter.latent_dim)) ** 2
@@ -287,9 +375,14 @@ def axes(
     return DirectionSet(matrix, adapter.direction_scales(matrix), "axes", {"order": "variance"}, 0)
 
 
-@DIRECTION_METHODS.register("random")
+@direction_method("random", NoOptions, "baseline: random orthonormal directions")
 def random_directions(
-    adapter: GeneratorAdapter, *, k: int | None = None, seed: int = 0, steps: int | None = None
+    adapter: GeneratorAdapter,
+    options: NoOptions | None = None,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
 ) -> DirectionSet:
     """Baseline: random orthonormal directions."""
     k = _resolve_k(k, adapter.latent_dim, "random")

@@ -10,13 +10,16 @@ segments onto which most codes project (the reference code does not release its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from factorlens.directions.adapter import GeneratorAdapter
 from factorlens.directions.direction_set import DirectionSet
-from factorlens.directions.methods import DIRECTION_METHODS
+from factorlens.directions.methods import direction_method, fraction
 from factorlens.errors import ConfigError
+from factorlens.schema import integer, number, option
 
 INSERT_OFFSET = 0.01  # fractional-index offset of the two points that replace each codepoint on doubling
 
@@ -81,17 +84,26 @@ def fit_sfvq(
     return curve, errors
 
 
-@DIRECTION_METHODS.register("sfvq")
+@dataclass(frozen=True)
+class SfvqOptions:
+    bits: int = option(5, integer(2), "the curve has 2^bits codepoints (grown from 4 by doubling)")
+    batch_size: int = option(64, integer(1), "base codes per training step")
+    lr: float = option(1e-3, number(positive=True), "Adam learning rate")
+    max_abs_cos: float = option(
+        0.9, fraction(positive=True),
+        "skip a segment whose absolute cosine with a direction already taken is >= this",
+    )
+
+
+@direction_method("sfvq", SfvqOptions, "space-filling vector quantisation (Vali & Backstrom 2024): the most "
+                  "populated segments of a curve through the base codes")
 def sfvq(
     adapter: GeneratorAdapter,
+    options: SfvqOptions | None = None,
     *,
     k: int | None = None,
     seed: int = 0,
     steps: int | None = None,
-    bits: int = 5,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    max_abs_cos: float = 0.9,
 ) -> DirectionSet:
     """Directions = unit vectors of the K most populated segments of a ``2^bits``-point SFVQ curve.
 
@@ -101,6 +113,8 @@ def sfvq(
     skipped (Vali & Bäckström pick segments by hand; this greedy rule is ours). K defaults to as many
     distinct directions as there are, at most d; an explicit K that the curve cannot supply is an error.
     """
+    options = options or SfvqOptions()
+    bits, batch_size, lr, max_abs_cos = options.bits, options.batch_size, options.lr, options.max_abs_cos
     steps = 1500 if steps is None else steps
     codes = torch.as_tensor(adapter.reference_codes(seed=seed), dtype=torch.float32)
     curve, errors = fit_sfvq(codes, bits, steps, batch_size=batch_size, lr=lr, seed=seed)

@@ -18,9 +18,10 @@ from torch.nn import functional as F
 
 from factorlens.directions.adapter import GeneratorAdapter
 from factorlens.directions.direction_set import DirectionSet
-from factorlens.directions.methods import DIRECTION_METHODS, random_orthonormal
+from factorlens.directions.methods import direction_method, fraction, random_orthonormal
 from factorlens.errors import ConfigError, TrainingError
 from factorlens.registry import Registry
+from factorlens.schema import boolean, choice, integer, number, option
 
 DEFORMATORS: Registry[type[nn.Module]] = Registry("deformator type")
 TRAINED_DEFORMATORS = ("linear", "proj", "ortho")
@@ -284,22 +285,37 @@ def train_reconstructor(
     )
 
 
-@DIRECTION_METHODS.register("voynov")
+@dataclass(frozen=True)
+class VoynovOptions:
+    deformator: str = option("proj", choice(*DEFORMATORS.names()),
+                             "linear, proj, ortho (trained) or random, identity (fixed baselines)")
+    batch_size: int = option(32, integer(1), "base codes per training step")
+    shift_max: float = option(3.0, number(positive=True), "largest shift magnitude, in posterior sigmas")
+    shift_min: float = option(0.3, number(lo=0),
+                              "smallest shift magnitude, in posterior sigmas (< shift_max)")
+    lr: float = option(1e-3, number(positive=True), "Adam learning rate")
+    shift_weight: float = option(0.25, number(lo=0), "weight of the L1 shift-regression loss")
+    realism_weight: float = option(0.0, number(lo=0),
+                                   "weight of a generator loss from the model's discriminator (needs one)")
+    active_threshold: float = option(0.01, fraction(),
+                                     "trained deformators use the axes with variance >= this x the largest")
+    progress: bool = option(False, boolean, "show a progress bar")
+
+    def validate(self) -> None:
+        if self.shift_min >= self.shift_max:
+            raise ConfigError(f"option.shift_min must be < option.shift_max, got {self.shift_min} and "
+                              f"{self.shift_max}")
+
+
+@direction_method("voynov", VoynovOptions, "Voynov & Babenko (2020): a deformator and a reconstructor "
+                  "trained against the frozen generator")
 def voynov(
     adapter: GeneratorAdapter,
+    options: VoynovOptions | None = None,
     *,
     k: int | None = None,
     seed: int = 0,
     steps: int | None = None,
-    deformator: str = "proj",
-    batch_size: int = 32,
-    shift_max: float = 3.0,
-    shift_min: float = 0.3,
-    lr: float = 1e-3,
-    shift_weight: float = 0.25,
-    realism_weight: float = 0.0,
-    active_threshold: float = 0.01,
-    progress: bool = False,
 ) -> DirectionSet:
     """Learned directions (Voynov & Babenko 2020), defaults as recommended for 64x64, d=32 on CPU.
 
@@ -309,6 +325,10 @@ def voynov(
     ``k`` defaults to its dimension. ``realism_weight`` adds a non-saturating generator loss from the
     adapter's discriminator on the shifted images.
     """
+    options = options or VoynovOptions()
+    deformator, batch_size, lr = options.deformator, options.batch_size, options.lr
+    shift_max, shift_min, shift_weight = options.shift_max, options.shift_min, options.shift_weight
+    realism_weight, active_threshold = options.realism_weight, options.active_threshold
     steps = 2000 if steps is None else steps
     gen = torch.Generator().manual_seed(seed)
     deformator_class = DEFORMATORS.get(deformator)
@@ -330,7 +350,7 @@ def voynov(
         lr=lr,
         shift_weight=shift_weight,
         realism_weight=realism_weight,
-        progress=progress,
+        progress=options.progress,
     )
     if deformator_class.unit_norm:
         scales = adapter.direction_scales(result.directions)

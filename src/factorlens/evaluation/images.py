@@ -27,12 +27,6 @@ from factorlens.errors import ConfigError, DataError
 SPLITS = ("train", "test", "all")
 
 
-def run_data_spec(run) -> str:
-    """The spec of the dataset ``run`` was trained on (``config.data.spec``; a plain-dict config too)."""
-    config = run.config
-    return config["data"]["spec"] if isinstance(config, dict) else config.data.spec
-
-
 def _resolve(run, split: str, all_if_empty: bool) -> tuple[str, np.ndarray]:
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
@@ -107,7 +101,7 @@ def evaluation_images(
         ConfigError: a train/test split of another dataset, an unknown split.
         DataError: the dataset's channels differ from the model's.
     """
-    run_spec = run_data_spec(run)
+    run_spec = run.config.data.spec
     own = data_spec is None or data_spec == run_spec
     spec = run_spec if own else data_spec
     split = split or ("test" if own else "all")

@@ -26,7 +26,7 @@ from factorlens.evaluation.adapters import (
     MetricValue,
     evaluate_codes,
 )
-from factorlens.evaluation.images import evaluation_images, run_data_spec
+from factorlens.evaluation.images import evaluation_images
 from factorlens.evaluation.posterior import ENCODE_BATCH, encode_images
 from factorlens.metrics.interventional import EncodeFn
 
@@ -260,7 +260,7 @@ def evaluate_runs(
             raise DataError(f"run {run_path} ({run.model_name}) has no encoder; Table 1 needs one")
         chosen = evaluation_images(run, data_spec, all_if_empty=False, progress=progress, datasets=datasets)
         dataset = chosen.subset()
-        run_spec = run_data_spec(run)
+        run_spec = run.config.data.spec
         if chosen.own:
             evaluated_on = (
                 f"the run's recorded test split ({len(dataset)} of {run.split['n']} images of {run_spec})"

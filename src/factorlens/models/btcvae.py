@@ -1,5 +1,5 @@
-"""β-TCVAE (Chen et al. 2018): ``btcvae`` on Chen et al.'s conv net and ``btcvae-resnet`` (Ours-resnet,
-Sarhan et al. 2019) on the bottleneck-residual nets.
+"""β-TCVAE (Chen et al. 2018): ``btcvae`` (on Chen et al.'s conv net by default) and its preset
+``btcvae-resnet`` (Ours-resnet, Sarhan et al. 2019: the same objective on the bottleneck-residual nets).
 
 Loss per image, batch-averaged, in nats: ``rec + alpha * MI + beta * TC + gamma * DWKL`` where
 ``MI = E[log q(z|x) - log q(z)]``, ``TC = E[log q(z) - sum_d log q(z_d)]`` and
@@ -12,41 +12,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from factorlens.errors import ConfigError
-from factorlens.models.config import require_non_negative
-from factorlens.models.vae import GaussianVAE, VAEConfig
+from factorlens.models.vae import WEIGHT, GaussianVAE, VAEConfig
 from factorlens.objectives import TC_ESTIMATORS, decompose_kl
+from factorlens.schema import choice, option
 
 
-@dataclass
+@dataclass(frozen=True)
 class BetaTCVAEConfig(VAEConfig):
-    alpha: float = 1.0  # weight of the index-code mutual information
-    beta: float = 6.0  # weight of the total correlation
-    gamma: float = 1.0  # weight of the dimension-wise KL
-    estimator: str = "mss"  # "mss" (stratified, Chen et al. App. C) or "mws" (weighted)
-
-    def validate(self) -> None:
-        super().validate()
-        for key in ("alpha", "beta", "gamma"):
-            require_non_negative(key, getattr(self, key))
-        if self.estimator not in TC_ESTIMATORS:
-            choices = ", ".join(TC_ESTIMATORS)
-            raise ConfigError(f"model.estimator: must be one of {choices}, got {self.estimator!r}")
+    alpha: float = option(1.0, WEIGHT, "weight of the index-code mutual information")
+    beta: float = option(6.0, WEIGHT, "weight of the total correlation")
+    gamma: float = option(1.0, WEIGHT, "weight of the dimension-wise KL")
+    estimator: str = option("mss", choice(*TC_ESTIMATORS),
+                            "mss (stratified, Chen et al. App. C) or mws (weighted) estimate of log q(z)")
 
 
 class BetaTCVAE(GaussianVAE):
-    """β-TCVAE; ``residual=True`` gives Ours-resnet (same objective, bottleneck-residual nets)."""
-
-    def __init__(self, config: BetaTCVAEConfig, channels: int, *, residual: bool = False) -> None:
-        super().__init__(config, channels, residual=residual)
+    """β-TCVAE on injected networks (Ours-resnet = this objective on the ``resnet`` networks)."""
 
     def latent_penalty(self, z, mu, logvar, kl, dataset_size):
         parts = decompose_kl(z, mu, logvar, dataset_size=dataset_size, estimator=self.config.estimator)
         cfg = self.config
         penalty = cfg.alpha * parts.mi + cfg.beta * parts.tc + cfg.gamma * parts.dwkl
         return penalty, {"mi": parts.mi.detach(), "tc": parts.tc.detach(), "dwkl": parts.dwkl.detach()}
-
-
-def build_residual_btcvae(config: BetaTCVAEConfig, channels: int) -> BetaTCVAE:
-    """``btcvae-resnet`` (Ours-resnet)."""
-    return BetaTCVAE(config, channels, residual=True)

@@ -11,7 +11,7 @@ sigmoid decoder. The objective is minimised per image and averaged over the batc
 - ``vae``: ``rec + KL(q(z|x) || N(0, I))``;  ``beta-vae``: ``rec + β KL``.
 
 The β-TCVAE family (``btcvae.py``, ``adversarial.py``) reuses :class:`GaussianVAE` with a different
-latent penalty.
+latent penalty. Every objective here takes its networks from ``factorlens.networks`` (``model.network``).
 """
 
 from __future__ import annotations
@@ -19,44 +19,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from factorlens.errors import ConfigError
 from factorlens.models.base import LatentModel, StepOutput
-from factorlens.models.config import require_non_negative
-from factorlens.models.nets import (
-    ConvDecoder,
-    ConvEncoder,
-    ResNetDecoder,
-    ResNetEncoder,
-    transposed_conv_weight_as_matrix,
-)
+from factorlens.networks import transposed_conv_weight_as_matrix
 from factorlens.objectives import kl_to_standard_normal
+from factorlens.schema import integer, number, option
 
 # exp(-12) ~ 6e-6 and exp(8) ~ 3e3 bound the posterior variance: ample for any useful posterior, and it
 # keeps exp(-logvar) in the [B, B, d] β-TCVAE tensor finite even for a diverging encoder.
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
 
 
-@dataclass
+# Loss weights: finite and >= 0 (0 switches a term off; NaN or a negative weight is a typo).
+WEIGHT = number(lo=0.0)
+
+
+@dataclass(frozen=True)
 class VAEConfig:
     """``vae``: no weight on the KL (β = 1 by definition; use ``beta-vae`` to change it)."""
 
-    latent_dim: int = 32
-
-    def validate(self) -> None:
-        if self.latent_dim < 1:
-            raise ConfigError(f"model.latent_dim: must be >= 1, got {self.latent_dim}")
+    latent_dim: int = option(32, integer(1), "dimensions of the latent code z")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BetaVAEConfig(VAEConfig):
     """``beta-vae``: ``rec + beta * KL``."""
 
-    beta: float = 6.0
-
-    def validate(self) -> None:
-        super().validate()
-        require_non_negative("beta", self.beta)
+    beta: float = option(6.0, WEIGHT, "weight of the KL term")
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -70,25 +60,26 @@ def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 class GaussianVAE(LatentModel):
     """Encoder -> (mu, logvar) -> reparameterised z -> decoder -> sigmoid.
 
-    Subclasses define :meth:`latent_penalty`, the prior part of the loss.
+    Subclasses define :meth:`latent_penalty`, the prior part of the loss. The networks are injected
+    (``factorlens.networks``): ``encoder [B, C, S, S] -> [B, 2d]`` and ``decoder [B, d] -> logits
+    [B, C, S, S]`` with its latent-reading layer as ``decoder.first``.
     """
 
-    def __init__(self, config: VAEConfig, channels: int, *, residual: bool = False) -> None:
+    def __init__(self, config: VAEConfig, *, encoder: nn.Module, decoder: nn.Module, channels: int) -> None:
         super().__init__()
         self.config = config
         self.latent_dim = config.latent_dim
         self.channels = channels
-        encoder_cls, decoder_cls = (ResNetEncoder, ResNetDecoder) if residual else (ConvEncoder, ConvDecoder)
-        self.encoder = encoder_cls(channels, 2 * config.latent_dim)
-        self.decoder = decoder_cls(config.latent_dim, channels)
+        self.encoder = encoder
+        self.decoder = decoder
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, C, 64, 64]`` -> ``(mu, logvar)``, each ``[B, d]``; logvar clamped to [-12, 8]."""
+        """``x [B, C, S, S]`` -> ``(mu, logvar)``, each ``[B, d]``; logvar clamped to [-12, 8]."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``z [B, d]`` -> ``x_hat [B, C, 64, 64]`` in [0, 1]."""
+        """``z [B, d]`` -> ``x_hat [B, C, S, S]`` in [0, 1]."""
         return torch.sigmoid(self.decoder(z))
 
     def first_decoder_layer_weight(self) -> torch.Tensor:

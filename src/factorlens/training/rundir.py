@@ -33,7 +33,14 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 import factorlens
-from factorlens.config import load_config
+from factorlens.config import (
+    ModelSection,
+    RunConfig,
+    load_config,
+    parse_model_section,
+    parse_run_config,
+    resolve_model_section,
+)
 from factorlens.errors import CheckpointError, ConfigError
 from factorlens.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from factorlens.models.base import LatentModel
@@ -46,36 +53,26 @@ POINTER_FILE = "checkpoint.json"
 SUMMARY_FILE = "summary.json"
 CHECKPOINTS_DIR = "checkpoints"
 WEIGHTS_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 KEEP_CHECKPOINTS = 2
 
 
-def instantiate_model(model_section: dict, *, channels: int) -> tuple[LatentModel, dict]:
-    """Build the model named in a config's ``model`` section.
+def build_run_model(model_section: dict | ModelSection, *, channels: int, image_size: int = 64,
+                    source: str = "config") -> tuple[LatentModel, dict]:
+    """Build the model a config's ``model`` section names, for ``[B, channels, image_size, image_size]``.
 
-    Returns the model and the resolved section (every parameter of the model's config dataclass, with
-    defaults filled in) that is recorded in ``config.yaml``. Parameter errors are the model package's
-    ``ConfigError`` naming the key.
+    Returns the model and the resolved section (every option of the objective and the network family
+    filled in) that ``config.yaml`` records. Parameter errors are one-line ``ConfigError`` naming the key.
     """
-    import dataclasses
+    from factorlens.models import build_model
 
-    from factorlens.models import build_model, model_config_class
-
-    name = model_section["name"]
-    params = {k: v for k, v in model_section.items() if k != "name"}
-    model = build_model(name, params, channels=channels)
-    resolved_params = dataclasses.asdict(model_config_class(name)(**params))
-    return model, {"name": name, **_plain(resolved_params)}
-
-
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively (yaml.safe_dump cannot represent tuples)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    section = model_section if isinstance(model_section, ModelSection) else parse_model_section(
+        model_section, source)
+    model = build_model(section.name, section.params, channels=channels, image_size=image_size,
+                        network=section.network)
+    return model, resolve_model_section(section.to_dict())
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -116,9 +113,10 @@ def read_meta(checkpoint_dir: Path, *, expected_model: str) -> dict:
     return meta
 
 
-def load_weights(model: LatentModel, checkpoint_dir: Path) -> None:
-    """Load ``model.safetensors`` into ``model`` (strict: every tensor present, same shapes)."""
-    path = checkpoint_dir / WEIGHTS_FILE
+def load_weights(model: torch.nn.Module, checkpoint_dir: Path, *, file: str = WEIGHTS_FILE) -> None:
+    """Load ``file`` (``model.safetensors``, or ``ema.safetensors``: the EMA of the weights) into
+    ``model`` (strict: every tensor present, same shapes)."""
+    path = checkpoint_dir / file
     try:
         tensors = safetensors_load(path.read_bytes())
     except FileNotFoundError:
@@ -189,14 +187,22 @@ def checkpoint_dir_for(run_dir: Path, iteration: int) -> Path:
     return run_dir / CHECKPOINTS_DIR / f"iter-{iteration}"
 
 
+def _safetensors_bytes(weights: dict[str, torch.Tensor]) -> bytes:
+    # clone: safetensors refuses tensors sharing storage; contiguous: channels_last weights.
+    return safetensors_save({k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()})
+
+
 def write_checkpoint(run_dir: Path, *, iteration: int, model_name: str, weights: dict[str, torch.Tensor],
-                     state: dict) -> Path:
-    """Write ``checkpoints/iter-<iteration>/``, then move the pointer, then prune old checkpoints."""
+                     state: dict, extra_weights: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """Write ``checkpoints/iter-<iteration>/``, then move the pointer, then prune old checkpoints.
+
+    ``extra_weights``: more safetensors files of the checkpoint by file name (``ema.safetensors``).
+    """
     checkpoint_dir = checkpoint_dir_for(run_dir, iteration)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    # clone: safetensors refuses tensors sharing storage; contiguous: channels_last weights.
-    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-    atomic_write_bytes(checkpoint_dir / WEIGHTS_FILE, safetensors_save(plain))
+    atomic_write_bytes(checkpoint_dir / WEIGHTS_FILE, _safetensors_bytes(weights))
+    for name, tensors in (extra_weights or {}).items():
+        atomic_write_bytes(checkpoint_dir / name, _safetensors_bytes(tensors))
     buffer = io.BytesIO()
     torch.save({**state, "format_version": FORMAT_VERSION}, buffer)
     atomic_write_bytes(checkpoint_dir / STATE_FILE, buffer.getvalue())
@@ -236,15 +242,16 @@ class Run:
 
     Attributes:
         path: the run directory.
-        config: the resolved config (``model``, ``train``, ``data`` sections).
-        model: the model at the latest checkpoint, in eval mode, on the CPU.
+        config: the run's typed config (``config.model.name``, ``config.train.lr``, ``config.data.spec``).
+        model: the model at the latest checkpoint, in eval mode, on the CPU (EMA weights when the run
+            kept an EMA, ``train.ema > 0``).
         split: ``{"train": [...], "test": [...], "n": N, "spec": ...}`` indices into the dataset.
         model_name: registry name of the model.
         iteration: iteration of the loaded checkpoint.
     """
 
     path: Path
-    config: dict
+    config: RunConfig
     model: LatentModel
     split: dict
     model_name: str
@@ -256,11 +263,11 @@ class Run:
         if self._dataset is None:
             from factorlens.data import load_dataset
 
-            dataset = load_dataset(self.config["data"]["spec"], progress=progress)
+            dataset = load_dataset(self.config.data.spec, progress=progress)
             if len(dataset) != self.split["n"]:
                 raise CheckpointError(
                     f"{self.path / SPLIT_FILE}: the run was trained on {self.split['n']} images but "
-                    f"{self.config['data']['spec']!r} now has {len(dataset)}"
+                    f"{self.config.data.spec!r} now has {len(dataset)}"
                 )
             self._dataset = dataset
         return self._dataset
@@ -290,7 +297,6 @@ class Run:
         return encode_images(self.model, images, batch_size=batch_size, dtype=dtype)
 
 
-
 def load_run(path: str | Path) -> Run:
     """Open a run directory written by :func:`factorlens.training.train` (model on CPU, eval mode)."""
     run_dir = Path(path)
@@ -299,18 +305,20 @@ def load_run(path: str | Path) -> Run:
     if not (run_dir / CONFIG_FILE).exists():
         raise CheckpointError(f"{run_dir} is not a factorlens run directory (no {CONFIG_FILE})")
     try:
-        config = load_config(run_dir / CONFIG_FILE)
+        config = parse_run_config(load_config(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE))
     except ConfigError as exc:
         raise CheckpointError(f"invalid run config: {exc}") from None
     split = _read_json(run_dir / SPLIT_FILE, "run directory")
     if not isinstance(split, dict) or not {"train", "test", "n"} <= set(split):
         raise CheckpointError(f"{run_dir / SPLIT_FILE} is corrupted: expected keys train, test, n")
     checkpoint_dir = latest_checkpoint(run_dir)
-    model_name = config["model"]["name"]
+    model_name = config.model.name
     meta = read_meta(checkpoint_dir, expected_model=model_name)
-    channels = split.get("channels", 3)
-    model, _ = instantiate_model(config["model"], channels=channels)
+    model, _ = build_run_model(config.model, channels=split.get("channels", 3),
+                               image_size=split.get("image_size", 64))
     load_weights(model, checkpoint_dir)
+    if config.train.ema > 0:
+        load_weights(model, checkpoint_dir, file=EMA_FILE)
     model.eval()
     return Run(path=run_dir, config=config, model=model, split=split, model_name=model_name,
                iteration=int(meta["iteration"]))

@@ -1,6 +1,9 @@
-"""The one training loop for every model (VAE family, adversarial β-TCVAE, GAN).
+"""The one training loop for every model (VAE family, adversarial β-TCVAE, GAN): :class:`Trainer`, and
+:func:`train`, which prepares a run directory and runs a Trainer with the default callbacks.
 
 Design (see ``docs/training.md``):
+- the Trainer holds what bitwise resume needs and the schedule; logging, checkpoint files, NaN stop,
+  progress, signals, EMA and TensorBoard are callbacks (``callbacks.py``);
 - the whole training split is one ``uint8`` tensor on the device; each epoch is a seeded permutation,
   batches are converted to float per step and the last incomplete batch is dropped (no DataLoader: the
   data is 64x64 and fits in memory, and worker processes would fight for the CPU);
@@ -20,21 +23,31 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from factorlens.config import RESUMABLE_CHANGES, config_differences, dump_config, validate_config
+from factorlens.config import (
+    RESUMABLE_CHANGES,
+    DataConfig,
+    RunConfig,
+    TrainConfig,
+    config_differences,
+    dump_config,
+    parse_run_config,
+    resolve_model_section,
+)
 from factorlens.errors import CheckpointError, ConfigError, TrainingError
 from factorlens.io import atomic_write_json, atomic_write_text
 from factorlens.models.base import LatentModel
 from factorlens.training import distributed, rundir
 from factorlens.training._malloc import tune_glibc_malloc
+from factorlens.training.callbacks import Callback, default_callbacks
 
 RUN_FILES = (rundir.CONFIG_FILE, rundir.SPLIT_FILE, rundir.LOG_FILE, rundir.POINTER_FILE, rundir.SUMMARY_FILE)
 
@@ -118,63 +131,66 @@ def _check_batch_split(batch_size: int, world_size: int) -> None:
         )
 
 
-def _split_for(dataset, data_cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+def _split_for(dataset, data_cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     from factorlens.data import split_indices
 
-    train_idx, test_idx = split_indices(
-        dataset, test_fraction=data_cfg["test_fraction"], seed=data_cfg["split_seed"]
-    )
+    train_idx, test_idx = split_indices(dataset, test_fraction=data_cfg.test_fraction,
+                                        seed=data_cfg.split_seed)
     return np.asarray(train_idx, dtype=np.int64), np.asarray(test_idx, dtype=np.int64)
 
 
 # --- the loop ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _stop_on_signals(trainer: _Loop):
-    """Turn SIGINT/SIGTERM into a stop request honoured after the current step (main thread only)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
-        trainer.stop_signal = signum
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def build_optimizer(params: list[nn.Parameter], train_cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The model's optimiser from ``train.optimizer`` (``adam`` default, ``adamw``, ``sgd``)."""
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum,
+                               weight_decay=train_cfg.weight_decay)
+    optimizer_class = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(params, lr=train_cfg.lr, betas=tuple(train_cfg.betas),
+                           weight_decay=train_cfg.weight_decay)
 
 
-class _Loop:
-    """State of one training session (fresh or resumed)."""
+class Trainer:
+    """One training session (fresh or resumed) of a model on a training split.
 
-    def __init__(self, *, model: LatentModel, config: dict, out: Path, train_images: np.ndarray,
-                 device: torch.device, progress: bool,
+    The trainer owns what bitwise resume needs (weights, optimisers, RNG and batch-order state, the
+    accumulated loss terms) and the schedule (log and checkpoint intervals, stop requests); everything
+    else it does is a :class:`~factorlens.training.callbacks.Callback` (log file, checkpoint files, NaN
+    stop, progress bar, signals, EMA, TensorBoard).
+
+    Args:
+        model: the model to train (moved to ``device``; channels_last when it has convolutions).
+        config: the run's typed config (``train`` options; ``model.name`` for messages).
+        out: the run directory the callbacks write to (and that messages name).
+        train_images: ``uint8 [N, C, S, S]``, the training split (kept on the device).
+        device: where to train.
+        callbacks: called in order (see ``factorlens.training.callbacks``); none by default.
+        dist_ctx: the torchrun context (single process by default).
+    """
+
+    def __init__(self, *, model: LatentModel, config: RunConfig, out: Path, train_images: np.ndarray,
+                 device: torch.device, callbacks: Sequence[Callback] = (),
                  dist_ctx: distributed.DistContext | None = None) -> None:
-        train_cfg = config["train"]
+        train_cfg = config.train
         self.config = config
-        self.train_cfg = train_cfg
-        self.out = out
+        self.out = Path(out)
         self.device = device
-        self.model_name = config["model"]["name"]
-        self.progress = progress
+        self.model_name = config.model.name
+        self.callbacks = list(callbacks)
         self.stop_signal: int | None = None
         self.stop_agreed = False
         self.dist = dist_ctx if dist_ctx is not None else distributed.DistContext()
         # train.batch_size is the global batch; each rank computes its slice of it.
-        self.batch_size = train_cfg["batch_size"]
+        self.batch_size = train_cfg.batch_size
         _check_batch_split(self.batch_size, self.dist.world_size)
         self.local_batch = self.batch_size // self.dist.world_size
         self.dataset_size = int(train_images.shape[0])
         if self.dataset_size < self.batch_size:
             raise ConfigError(
                 f"train.batch_size {self.batch_size} exceeds the {self.dataset_size} training images of "
-                f"{config['data']['spec']!r}"
+                f"{config.data.spec!r}"
             )
         self.model = model.to(device)
         self.channels_last = _has_conv(model)
@@ -184,34 +200,28 @@ class _Loop:
 
         adversary = adversary_of(model)
         adversary_ids = {id(p) for p in adversary.parameters()} if adversary is not None else set()
-        generator_params = [p for p in model.parameters() if id(p) not in adversary_ids and p.requires_grad]
-        self.generator_params = generator_params
+        self.generator_params = [
+            p for p in model.parameters() if id(p) not in adversary_ids and p.requires_grad
+        ]
         self.adversary_params = (
             [p for p in adversary.parameters() if p.requires_grad] if adversary is not None else []
         )
         distributed.broadcast_parameters(self.model, self.dist)
-        self.optimizer = torch.optim.Adam(
-            generator_params, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"])
-        )
+        self.optimizer = build_optimizer(self.generator_params, train_cfg)
+        # The adversary keeps Adam (the paper's and DCGAN's setting), with its own lr and betas.
         self.adv_optimizer = (
-            torch.optim.Adam(
-                [p for p in adversary.parameters() if p.requires_grad],
-                lr=train_cfg["adv_lr"],
-                betas=tuple(train_cfg["adv_betas"]),
-            )
+            torch.optim.Adam(self.adversary_params, lr=train_cfg.adv_lr, betas=tuple(train_cfg.adv_betas))
             if adversary is not None
             else None
         )
-        self.compute_loss = (
-            torch.compile(model.compute_loss) if train_cfg["compile"] else model.compute_loss
-        )
+        self.compute_loss = torch.compile(model.compute_loss) if train_cfg.compile else model.compute_loss
         self.autocast = (
             (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-            if train_cfg["precision"] == "bf16"
+            if train_cfg.precision == "bf16"
             else nullcontext
         )
         # Batch order: its own generator so that model-side sampling noise cannot shift it.
-        self.order_generator = torch.Generator().manual_seed(train_cfg["seed"])
+        self.order_generator = torch.Generator().manual_seed(train_cfg.seed)
         self.permutation: torch.Tensor | None = None
         self.position = 0
         self.iteration = 0
@@ -228,11 +238,16 @@ class _Loop:
         """Under torchrun, give each rank its own sampling-noise stream (the weights were initialised
         from the common seed before this). Called again after a resume, whose RNG state is rank 0's."""
         if self.dist.enabled:
-            torch.manual_seed(self.train_cfg["seed"] * 1_000_003 + self.dist.rank * 7_919 + self.iteration)
+            torch.manual_seed(self.config.train.seed * 1_000_003 + self.dist.rank * 7_919 + self.iteration)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
 
     # -- checkpoint state --
     def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
+        """What ``state.pt`` holds: optimisers, RNG and batch-order state, accumulated loss terms."""
+        return {
             "iteration": self.iteration,
             "elapsed_s": self.elapsed_s,
             "optimizer": self.optimizer.state_dict(),
@@ -247,9 +262,9 @@ class _Loop:
             "first_bad": self.first_bad.cpu() if self.first_bad is not None else None,
             "steps_since_log": self.steps_since_log,
         }
-        return state
 
     def restore(self, checkpoint_dir: Path) -> None:
+        """Continue from a checkpoint written by this trainer (weights, state, callbacks' files)."""
         rundir.read_meta(checkpoint_dir, expected_model=self.model_name)
         rundir.load_weights(self.model, checkpoint_dir)
         state = rundir.load_state(checkpoint_dir)
@@ -277,10 +292,13 @@ class _Loop:
         self.steps_since_log = int(state["steps_since_log"])
         self.records = [r for r in rundir.read_log(self.out) if r.get("iter", 0) <= self.iteration]
         self.last_checkpoint = checkpoint_dir
+        for callback in self.callbacks:
+            callback.restore(self, checkpoint_dir)
         self._reseed_rank_noise()
 
     # -- one step --
     def next_batch(self) -> torch.Tensor:
+        """The next ``float32 [B, C, S, S]`` batch in [0, 1] (this rank's slice under torchrun)."""
         if self.permutation is None or self.position + self.batch_size > self.dataset_size:
             order = torch.randperm(self.dataset_size, generator=self.order_generator)
             if self.device.type == "cuda":
@@ -300,6 +318,7 @@ class _Loop:
         return x
 
     def step(self) -> None:
+        """One generator step (and one adversary step when the model has an adversary)."""
         x = self.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
@@ -346,7 +365,7 @@ class _Loop:
         self.first_bad = torch.where(newly_bad, now_bad, self.first_bad)
         self.steps_since_log += 1
 
-    # -- syncs: finiteness check, log record, checkpoint --
+    # -- syncs: log records --
     def reduce_terms(self) -> None:
         """Under torchrun: average the accumulated terms over ranks and take the earliest non-finite
         iteration. Idempotent between logs (re-averaging values that are already equal changes nothing)."""
@@ -358,26 +377,8 @@ class _Loop:
         distributed.all_reduce_(first, self.dist, "min")
         self.first_bad = torch.where(first == never, torch.full_like(first, -1), first)
 
-    def check_finite(self) -> None:
-        if self.first_bad is None:
-            return
-        first_bad = self.first_bad.tolist()
-        # Report the earliest iteration; at it, prefer a component term over the total "loss" it makes.
-        bad = [(it, name == "loss", index, name)
-               for index, (it, name) in enumerate(zip(first_bad, self.term_names, strict=True)) if it >= 0]
-        if bad:
-            iteration, _, _, name = min(bad)
-            kept = (
-                f"the last good checkpoint {self.last_checkpoint} is kept"
-                if self.last_checkpoint is not None
-                else "no checkpoint was written"
-            )
-            raise TrainingError(
-                f"non-finite loss term {name!r} at iteration {iteration} of {self.out}; {kept} "
-                f"(try a lower train.lr or precision fp32)"
-            )
-
     def log_record(self, interval_s: float) -> dict:
+        """The mean of each loss term since the last record (``records`` grows by it); resets the sums."""
         means = (self.term_sums / max(self.steps_since_log, 1)).tolist()
         record = {
             "iter": self.iteration,
@@ -386,143 +387,118 @@ class _Loop:
             **{name: float(v) for name, v in zip(self.term_names, means, strict=True)},
         }
         self.records.append(record)
-        if self.dist.is_main:
-            try:
-                rundir.write_log(self.out, self.records)
-            except OSError as exc:
-                raise CheckpointError(
-                    f"could not write {self.out / rundir.LOG_FILE} at iteration {self.iteration}: "
-                    f"{exc.strerror or exc}; {self._kept()}"
-                ) from None
         self.term_sums.zero_()
         self.steps_since_log = 0
         return record
 
-    def checkpoint(self) -> None:
-        if not self.dist.is_main:
-            # Rank 0 writes; the others remember where it goes, for their messages.
-            self.last_checkpoint = rundir.checkpoint_dir_for(self.out, self.iteration)
-            return
-        try:
-            self.last_checkpoint = rundir.write_checkpoint(
-                self.out,
-                iteration=self.iteration,
-                model_name=self.model_name,
-                weights=self.model.state_dict(),
-                state=self.state(),
-            )
-        except OSError as exc:
-            # Disk full, quota, permissions: the pointer still names the previous, complete checkpoint
-            # (every file is written atomically and the pointer moves last).
-            raise CheckpointError(
-                f"could not write the checkpoint of iteration {self.iteration} to "
-                f"{rundir.checkpoint_dir_for(self.out, self.iteration)}: {exc.strerror or exc}; "
-                f"{self._kept()}"
-            ) from None
-
-    def _kept(self) -> str:
-        if self.last_checkpoint is None:
-            return "no checkpoint was written yet"
-        return f"the previous checkpoint {self.last_checkpoint} is intact (free space, then --resume)"
-
     def run(self) -> None:
-        total = self.train_cfg["iterations"]
-        log_every = self.train_cfg["log_every"]
-        checkpoint_every = self.train_cfg["checkpoint_every"]
+        """Train until ``train.iterations``; logs and checkpoints on schedule, stops on a signal."""
+        total = self.config.train.iterations
+        log_every = self.config.train.log_every
+        checkpoint_every = self.config.train.checkpoint_every
         self.model.train()
-        bar = tqdm(total=total, initial=self.iteration, desc=f"train {self.model_name}", unit="it",
-                   file=sys.stderr, disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         interval_start = time.perf_counter()
         session_start_elapsed = self.elapsed_s
         session_start = interval_start
         try:
-            with _stop_on_signals(self):
-                while self.iteration < total:
-                    self.step()
-                    bar.update(1)
-                    self.elapsed_s = session_start_elapsed + (time.perf_counter() - session_start)
-                    log_due = self.iteration % log_every == 0 or self.iteration == total
-                    checkpoint_due = self.iteration % checkpoint_every == 0 or self.iteration == total
-                    stopping = self.stop_agreed if self.dist.enabled else self.stop_signal is not None
-                    if log_due or checkpoint_due or stopping:
-                        self.reduce_terms()
-                        self.check_finite()
-                    if log_due:
-                        now = time.perf_counter()
-                        record = self.log_record(now - interval_start)
-                        interval_start = now
-                        bar.set_postfix(
-                            {"img/s": f"{record['images_per_s']:.0f}",
-                             **{k: f"{record[k]:.4g}" for k in self.term_names[:6]}},
-                            refresh=False,
-                        )
-                    if checkpoint_due or stopping:
-                        self.checkpoint()
-                    if stopping:
-                        name = signal.Signals(self.stop_signal or signal.SIGTERM).name
-                        raise TrainingInterrupted(
-                            f"{name} at iteration {self.iteration}: checkpoint written to "
-                            f"{self.last_checkpoint}; continue with --resume"
-                        )
+            self._emit("on_train_start")
+            while self.iteration < total:
+                self.step()
+                self.elapsed_s = session_start_elapsed + (time.perf_counter() - session_start)
+                self._emit("on_step_end")
+                log_due = self.iteration % log_every == 0 or self.iteration == total
+                checkpoint_due = self.iteration % checkpoint_every == 0 or self.iteration == total
+                stopping = self.stop_agreed if self.dist.enabled else self.stop_signal is not None
+                if log_due or checkpoint_due or stopping:
+                    self.reduce_terms()
+                    self._emit("on_sync")
+                if log_due:
+                    now = time.perf_counter()
+                    record = self.log_record(now - interval_start)
+                    interval_start = now
+                    self._emit("on_log", record)
+                if checkpoint_due or stopping:
+                    self._emit("on_checkpoint")
+                if stopping:
+                    name = signal.Signals(self.stop_signal or signal.SIGTERM).name
+                    raise TrainingInterrupted(
+                        f"{name} at iteration {self.iteration}: checkpoint written to "
+                        f"{self.last_checkpoint}; continue with --resume"
+                    )
+            self._emit("on_train_end")
         finally:
-            bar.close()
+            self._emit("teardown")
 
 
-def train(config: dict, out: str | Path, *, resume: bool = False, force: bool = False,
-          progress: bool | None = None) -> Path:
+def train(config: dict | RunConfig, out: str | Path, *, resume: bool = False, force: bool = False,
+          progress: bool | None = None, callbacks: Sequence[Callback] | None = None) -> Path:
     """Train the model described by ``config`` into the run directory ``out``; returns ``out``.
 
     Args:
-        config: ``{"model": {"name", ...}, "train": {...}, "data": {...}}`` (validated here; missing
-            train/data options take their defaults, see ``factorlens.config``).
+        config: a :class:`~factorlens.config.RunConfig`, or the YAML mapping ``{"model": {"name", ...},
+            "train": {...}, "data": {...}}`` (validated here; missing train/data options take their
+            defaults, see ``factorlens.config``).
         out: run directory. If it already holds a run, ``resume=True`` continues it from its latest
             checkpoint (only iterations, log/checkpoint intervals, device, threads and compile may
             change) and ``force=True`` deletes it and starts over; otherwise a ``ConfigError``.
         progress: show the tqdm bar on stderr (default: the project rule, see ``progress_enabled``).
+        callbacks: the trainer's callbacks; default :func:`~factorlens.training.callbacks.default_callbacks`.
+            Pass ``default_callbacks(...) + [mine]`` to add one.
+
+    Process-wide state is left as it was found: the global torch RNG (the run seeds its own), the
+    intra-op thread count (``train.num_threads``) and cuDNN's benchmark flag. The glibc allocator tuning
+    (``train.malloc_tuning``) cannot be undone; the command line applies it (:func:`apply_process_settings`).
 
     Raises:
         ConfigError, CheckpointError, DataError: bad config / run directory / data, before training.
         TrainingError: a non-finite loss; the last good checkpoint is kept.
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the finished step was written.
     """
-    config = validate_config(config, "config")
+    typed = parse_run_config(config, "config")
     out = Path(out)
-    train_cfg = config["train"]
-    device = resolve_device(train_cfg["device"])
+    device = resolve_device(typed.train.device)
     # Under torchrun this joins the process group; otherwise a single-process context.
     ctx = distributed.context_from_env(device.type)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
-    # Every batch has the same shapes, so cuDNN's one-off search for the fastest kernels pays; the
-    # global flag is put back afterwards so that it does not leak into the caller's later work.
+    # Every batch has the same shapes, so cuDNN's one-off search for the fastest kernels pays.
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = cudnn_benchmark or device.type == "cuda"
+    threads = torch.get_num_threads()
+    if typed.train.num_threads > 0:
+        torch.set_num_threads(typed.train.num_threads)
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        return _train(config, out, resume=resume, force=force, progress=progress, device=device, ctx=ctx)
+        with torch.random.fork_rng(devices=rng_devices):
+            return _train(typed, out, resume=resume, force=force, progress=progress, device=device, ctx=ctx,
+                          callbacks=callbacks)
     finally:
+        torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = cudnn_benchmark
         distributed.shutdown(ctx)
 
 
-def _train(config: dict, out: Path, *, resume: bool, force: bool, progress: bool | None,
-           device: torch.device, ctx: distributed.DistContext) -> Path:
-    train_cfg = config["train"]
-    _check_batch_split(train_cfg["batch_size"], ctx.world_size)
+def apply_process_settings(config: RunConfig) -> None:
+    """Process-wide settings a training command makes once, at its start: the glibc allocator tuning
+    (``train.malloc_tuning``; see ``_malloc.py``). Called by the CLI, not by :func:`train`."""
+    if config.train.malloc_tuning:
+        tune_glibc_malloc()
+
+
+def _train(config: RunConfig, out: Path, *, resume: bool, force: bool, progress: bool | None,
+           device: torch.device, ctx: distributed.DistContext, callbacks: Sequence[Callback] | None) -> Path:
+    train_cfg = config.train
+    _check_batch_split(train_cfg.batch_size, ctx.world_size)
     stored_config = distributed.run_on_main(
         lambda: _prepare_out_dir(out, resume=resume, force=force), ctx
     )
-    if train_cfg["malloc_tuning"]:
-        tune_glibc_malloc()
-    if train_cfg["num_threads"] > 0:
-        torch.set_num_threads(train_cfg["num_threads"])
 
     from factorlens.data import load_dataset
 
     show_progress = (progress_enabled() if progress is None else progress) and ctx.is_main
 
     def load():
-        data_cfg = config["data"]
-        return load_dataset(data_cfg["spec"], skip_bad=data_cfg["skip_bad"], progress=show_progress)
+        return load_dataset(config.data.spec, skip_bad=config.data.skip_bad, progress=show_progress)
 
     # Rank 0 decodes first (and fills the cache), then the other ranks read the cache.
     loaded: list = []
@@ -533,40 +509,44 @@ def _train(config: dict, out: Path, *, resume: bool, force: bool, progress: bool
         train_idx = np.asarray(split["train"], dtype=np.int64)
         test_idx = np.asarray(split["test"], dtype=np.int64)
     else:
-        train_idx, test_idx = _split_for(dataset, config["data"])
+        train_idx, test_idx = _split_for(dataset, config.data)
 
-    torch.manual_seed(train_cfg["seed"])
-    model, model_section = rundir.instantiate_model(config["model"], channels=dataset.channels)
-    config = {**config, "model": model_section}
+    torch.manual_seed(train_cfg.seed)
+    model, model_section = rundir.build_run_model(config.model, channels=dataset.channels,
+                                                  image_size=dataset.image_size)
+    record = {**config.to_dict(), "model": model_section}
 
     if stored_config is not None:
-        changed = [k for k in config_differences(stored_config, config) if k not in RESUMABLE_CHANGES]
+        stored = {**stored_config, "model": resolve_model_section(stored_config["model"])}
+        changed = [k for k in config_differences(stored, record) if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(
                 f"--resume: {', '.join(changed)} differ from {out / rundir.CONFIG_FILE}; "
                 f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change (or use --force)"
             )
 
-    loop = _Loop(model=model, config=config, out=out, train_images=dataset.images[train_idx], device=device,
-                 progress=show_progress, dist_ctx=ctx)
+    if callbacks is None:
+        callbacks = default_callbacks(config, progress=show_progress, out=out)
+    trainer = Trainer(model=model, config=config, out=out, train_images=dataset.images[train_idx],
+                      device=device, callbacks=callbacks, dist_ctx=ctx)
     if stored_config is not None and (out / rundir.POINTER_FILE).exists():
         checkpoint_dir = rundir.latest_checkpoint(out)
-        loop.restore(checkpoint_dir)
-        if loop.iteration > train_cfg["iterations"]:
+        trainer.restore(checkpoint_dir)
+        if trainer.iteration > train_cfg.iterations:
             raise ConfigError(
-                f"--resume: {out} is already at iteration {loop.iteration}, beyond train.iterations "
-                f"{train_cfg['iterations']}"
+                f"--resume: {out} is already at iteration {trainer.iteration}, beyond train.iterations "
+                f"{train_cfg.iterations}"
             )
-        if loop.iteration == train_cfg["iterations"] and (out / rundir.SUMMARY_FILE).exists():
+        if trainer.iteration == train_cfg.iterations and (out / rundir.SUMMARY_FILE).exists():
             return out  # already complete: nothing to do
 
     if ctx.is_main:
-        _write_run_files(out, config, dataset, train_idx, test_idx, fresh=stored_config is None)
+        _write_run_files(out, record, dataset, train_idx, test_idx, fresh=stored_config is None)
     distributed.barrier(ctx)
 
-    loop.run()
+    trainer.run()
     if ctx.is_main:
-        _write_summary(loop, config)
+        _write_summary(trainer)
     return out
 
 
@@ -581,6 +561,7 @@ def _write_run_files(out: Path, config: dict, dataset, train_idx: np.ndarray, te
             "n": len(dataset),
             "spec": config["data"]["spec"],
             "channels": dataset.channels,
+            "image_size": dataset.image_size,
         })
     # summary.json marks a complete run: it goes while the run is being (re)trained.
     (out / rundir.SUMMARY_FILE).unlink(missing_ok=True)
@@ -596,20 +577,20 @@ def _read_split(out: Path, *, expected_n: int) -> dict:
     return split
 
 
-def _write_summary(loop: _Loop, config: dict) -> None:
-    last = loop.records[-1] if loop.records else {}
-    images = loop.iteration * loop.batch_size
-    atomic_write_json(loop.out / rundir.SUMMARY_FILE, {
-        "model": loop.model_name,
-        "iterations": loop.iteration,
-        "batch_size": loop.batch_size,
-        "dataset_size": loop.dataset_size,
-        "wall_time_s": round(loop.elapsed_s, 3),
-        "images_per_s": round(images / loop.elapsed_s, 2) if loop.elapsed_s > 0 else None,
-        "device": str(loop.device),
-        "precision": config["train"]["precision"],
+def _write_summary(trainer: Trainer) -> None:
+    last = trainer.records[-1] if trainer.records else {}
+    images = trainer.iteration * trainer.batch_size
+    atomic_write_json(trainer.out / rundir.SUMMARY_FILE, {
+        "model": trainer.model_name,
+        "iterations": trainer.iteration,
+        "batch_size": trainer.batch_size,
+        "dataset_size": trainer.dataset_size,
+        "wall_time_s": round(trainer.elapsed_s, 3),
+        "images_per_s": round(images / trainer.elapsed_s, 2) if trainer.elapsed_s > 0 else None,
+        "device": str(trainer.device),
+        "precision": trainer.config.train.precision,
         "num_threads": torch.get_num_threads(),
-        "processes": loop.dist.world_size,
+        "processes": trainer.dist.world_size,
         "torch_version": torch.__version__,
         "final_terms": {k: v for k, v in last.items() if k not in ("iter", "time_s", "images_per_s")},
     })

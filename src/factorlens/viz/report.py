@@ -218,7 +218,7 @@ def run_section(
     title = f"Run {index + 1}: {run_path.name} ({run.model_name}, iteration {run.iteration})"
     toc = [(anchor, title)]
     manifest = make_run_figures(run, data_spec=data_spec, **figure_options)
-    config_yaml = yaml.safe_dump(run.config, sort_keys=False)
+    config_yaml = yaml.safe_dump(run.config.to_dict(), sort_keys=False)
     parts = [
         f'<h2 id="{anchor}">{_e(title)}</h2>',
         f"<p>{_e(run_path.resolve())}</p>",
