@@ -2,7 +2,9 @@
 
 What ``make demo`` runs. Each model trains into ``OUT/<model>/`` with the preset ``cpu/<model>``; a run
 that is already complete with the same config is reused (the demo can be re-run or resumed after Ctrl-C),
-and ``--force`` starts every run over.
+and ``--force`` starts every run over. ``--seeds 0,1,2`` trains every model once per seed into
+``OUT/<model>/seed-<s>/`` and evaluates them pooled over seeds (mean ± std, paired differences with
+bootstrap intervals: ``OUT/results/seeds.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 from factorlens.errors import ConfigError
+from factorlens.seeds import parse_seeds, seed_run_dir
 
 DEMO_MODELS = ("vae", "btcvae", "btcvae-resnet", "btcvae-adv")
 
@@ -31,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", type=int, default=None, help="override the presets' iterations")
     parser.add_argument("--seed", type=int, default=None, help="override the presets' train.seed (weights, "
                         "batch order, noise; the data split stays data.split_seed)")
+    parser.add_argument("--seeds", default=None, metavar="S,S,...",
+                        help="train every model once per seed into OUT/<model>/seed-<s>/ and report "
+                        "mean ± std and paired differences over seeds (e.g. 0,1,2)")
     parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
                         help="cpu (default: short CPU runs) or paper (the paper's 100k "
                         "iterations at batch 256: for a GPU)")
@@ -39,28 +45,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_demo_runs(out: Path, models: list[str], *, data: str | None, iters: int | None,
-                    force: bool, preset: str = "cpu", seed: int | None = None) -> list[Path]:
-    """Train (or reuse) one CPU-preset run per model; returns the run directories."""
+                    force: bool, preset: str = "cpu", seed: int | None = None,
+                    seeds: list[int] | None = None) -> list[Path]:
+    """Train (or reuse) one preset run per model (``OUT/<model>``), or with ``seeds`` one per model and
+    seed (``OUT/<model>/seed-<s>``; every model of one seed before the next seed, so an interrupted
+    demo leaves whole seeds); returns the run directories."""
     from factorlens.config import load_config, parse_run_config, resolve_config_path, validate_config
     from factorlens.training import train
     from factorlens.training.trainer import apply_process_settings
 
     run_dirs = []
-    for name in models:
-        config = load_config(resolve_config_path(f"{preset}/{name}"))
-        if data is not None:
-            config["data"]["spec"] = data
-        if iters is not None:
-            config["train"]["iterations"] = iters
-        if seed is not None:
-            config["train"]["seed"] = seed
-        config = validate_config(config, f"demo --models {name}")
-        apply_process_settings(parse_run_config(config))
-        started = time.perf_counter()
-        # resume=True: a finished run with the same config is reused, an interrupted one continues.
-        run_dir = train(config, out / name, resume=not force, force=force)
-        print(f"{name}: trained in {time.perf_counter() - started:.1f} s -> {run_dir}", flush=True)
-        run_dirs.append(run_dir)
+    for run_seed in seeds if seeds is not None else [seed]:
+        for name in models:
+            config = load_config(resolve_config_path(f"{preset}/{name}"))
+            if data is not None:
+                config["data"]["spec"] = data
+            if iters is not None:
+                config["train"]["iterations"] = iters
+            if run_seed is not None:
+                config["train"]["seed"] = run_seed
+            config = validate_config(config, f"demo --models {name}")
+            apply_process_settings(parse_run_config(config))
+            target = out / name if seeds is None else seed_run_dir(out, name, run_seed)
+            started = time.perf_counter()
+            # resume=True: a finished run with the same config is reused, an interrupted one continues.
+            run_dir = train(config, target, resume=not force, force=force)
+            print(f"{target.relative_to(out)}: trained in {time.perf_counter() - started:.1f} s -> {run_dir}",
+                  flush=True)
+            run_dirs.append(run_dir)
     return run_dirs
 
 
@@ -68,10 +80,13 @@ def run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise ConfigError("--models is empty")
+    if args.seeds is not None and args.seed is not None:
+        raise ConfigError("give --seed or --seeds, not both")
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)
     out = Path(args.out)
     started = time.perf_counter()
     run_dirs = train_demo_runs(out, models, data=args.data, iters=args.iters, force=args.force,
-                               preset=args.preset, seed=args.seed)
+                               preset=args.preset, seed=args.seed, seeds=seeds)
 
     from factorlens.evaluation import evaluate_runs
     from factorlens.viz import write_report

@@ -578,6 +578,8 @@ def _read_split(out: Path, *, expected_n: int) -> dict:
 
 
 def _write_summary(trainer: Trainer) -> None:
+    from factorlens.environment import machine_record
+
     last = trainer.records[-1] if trainer.records else {}
     images = trainer.iteration * trainer.batch_size
     atomic_write_json(trainer.out / rundir.SUMMARY_FILE, {
@@ -593,4 +595,5 @@ def _write_summary(trainer: Trainer) -> None:
         "processes": trainer.dist.world_size,
         "torch_version": torch.__version__,
         "final_terms": {k: v for k, v in last.items() if k not in ("iter", "time_s", "images_per_s")},
+        "environment": machine_record(trainer.config.train.precision),  # CPU/GPU, torch, oneDNN, numpy
     })
