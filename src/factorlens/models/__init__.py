@@ -20,6 +20,7 @@ from factorlens.errors import ConfigError
 from factorlens.models.adversarial import AdversarialBetaTCVAE, AdversarialBetaTCVAEConfig
 from factorlens.models.base import LatentModel, StepOutput
 from factorlens.models.btcvae import BetaTCVAE, BetaTCVAEConfig
+from factorlens.models.ddpm import DDPMConfig, build_ddpm
 from factorlens.models.gan import GAN, GANConfig
 from factorlens.models.vae import VAE, BetaVAE, BetaVAEConfig, VAEConfig
 from factorlens.networks import NETWORKS, network_family
@@ -100,6 +101,8 @@ MODELS.register("btcvae-adv")(ModelEntry(
     "Ours-Adv: residual β-TCVAE + discriminator (Sarhan et al. Eq. 3)", "resnet",
 ))
 MODELS.register("gan")(ModelEntry(GANConfig, _gan, "GAN (non-saturating), 32-d prior, no encoder", "dcgan"))
+MODELS.register("ddpm")(ModelEntry(
+    DDPMConfig, build_ddpm, "DDPM (Ho et al.): ε-prediction U-Net, DDIM sampling/inversion", "unet"))
 
 
 def model_config_class(name: str) -> type:

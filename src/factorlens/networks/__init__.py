@@ -10,10 +10,12 @@ count:
 - ``discriminator(channels, image_size) -> [B, C, S, S] -> [B, 1]`` logits.
 
 Families: ``conv`` (Chen et al.'s conv net, ``conv.py``), ``resnet`` (Sarhan et al.'s bottleneck-residual
-nets, ``resnet.py``), ``dcgan`` (Radford et al., ``dcgan.py``). A new family is one file plus one
-``NETWORKS.register`` line here. At 64 px every family is exactly v1's architecture (same layers, same
-parameter creation order, hence the same initial weights for a seed); each halving or doubling of the
-image size removes or adds one stride-2 stage (``docs/models.md``).
+nets, ``resnet.py``), ``dcgan`` (Radford et al., ``dcgan.py``),
+``unet`` (MONAI's ``DiffusionModelUNet``, ``unet.py``: ``denoiser(channels, size, **args)`` only).
+A new family is one file plus one ``NETWORKS.register`` line here. At 64 px every family except unet
+is exactly v1's architecture (same layers, same parameter creation order, hence the same initial weights
+for a seed); each halving or doubling of the image size removes or adds one stride-2 stage
+(``docs/models.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from factorlens.networks import conv, dcgan, resnet
+from factorlens.networks import conv, dcgan, resnet, unet
 from factorlens.networks.common import (
     SIZES,
     check_image_size,
@@ -42,6 +44,7 @@ class NetworkFamily:
     decoder: Callable[[int, int, int], nn.Module]
     discriminator: Callable[[int, int], nn.Module]
     description: str
+    denoiser: Callable[..., nn.Module] | None = None  # (channels, size, **args): diffusion families
 
 
 NETWORKS: Registry[NetworkFamily] = Registry("network")
@@ -76,6 +79,10 @@ def _dcgan_width(width: int) -> NetworkFamily:
 
 
 NETWORKS.register("dcgan")(_dcgan_width(32))
+NETWORKS.register("unet")(NetworkFamily(
+    encoder=unet.encoder, decoder=unet.decoder, discriminator=unet.discriminator,
+    description="MONAI DiffusionModelUNet (ε-prediction denoiser; h-space = middle-block output)",
+    denoiser=unet.build_unet))
 
 
 def network_family(name: str, *, width: int | None = None) -> NetworkFamily:
