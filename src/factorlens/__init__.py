@@ -10,6 +10,7 @@ A notebook facade, loaded lazily (``import factorlens`` imports neither torch no
     posterior = run.encode(run.images("test"))      # Posterior(mean, logvar), factorlens.evaluation
     fl.metrics.mig(posterior.mean, factors)         # the pure metric functions
     fl.viz.traversal(run, images)                   # a Figure: shows itself in Jupyter, .save("t.png")
+    fl.compare(runs_a, runs_b, "mig_hf")            # paired over seeds: difference, bootstrap interval
 
 ``fl.evaluation`` (Table 1, the encoder pass, the evaluation images), ``fl.data``, ``fl.training`` and
 ``fl.directions`` are the subpackages. See ``examples/``.
@@ -27,6 +28,7 @@ _FUNCTIONS = {
     "load_run": ("factorlens.training", "load_run"),
     "train": ("factorlens.training", "train"),
     "load_dataset": ("factorlens.data", "load_dataset"),
+    "compare": ("factorlens.evaluation.compare", "compare"),
 }
 _SUBPACKAGES = ("data", "directions", "evaluation", "metrics", "training", "viz")
 

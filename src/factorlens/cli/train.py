@@ -8,6 +8,7 @@ from pathlib import Path
 
 from factorlens.config import RunConfig, apply_overrides, load_config, parse_run_config, resolve_config_path
 from factorlens.errors import ConfigError
+from factorlens.seeds import parse_seeds, seed_run_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", type=int, help="override train.iterations")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument("--seeds", metavar="S,S,...",
+                        help="train one run per seed into OUT/<model>/seed-<s>/ (each a normal run; "
+                        "--resume and --force apply to each); factorlens evaluate pools them")
     parser.add_argument("--data", help="override data.spec, e.g. synthetic-lesions:n=2000")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any option (repeatable), value parsed as YAML, e.g. model.beta=4")
@@ -57,11 +61,19 @@ def run(args: argparse.Namespace) -> int:
     from factorlens.training import train
     from factorlens.training.trainer import apply_process_settings
 
+    if args.seeds is not None and (args.seed is not None or args.config is None):
+        raise ConfigError("--seeds needs --config and excludes --seed")
     config = config_from_args(args)
     apply_process_settings(config)
-    out = train(config, Path(args.out), resume=args.resume, force=args.force)
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in summary["final_terms"].items())
-    print(f"{out}: {summary['model']} {summary['iterations']} iterations in {summary['wall_time_s']:.1f} s "
-          f"({summary['images_per_s']:.0f} images/s); {terms}")
+    if args.seeds is None:
+        runs = [(config, Path(args.out))]
+    else:
+        runs = [(config.replace("train", seed=seed), seed_run_dir(args.out, config.model.name, seed))
+                for seed in parse_seeds(args.seeds)]
+    for run_config, run_dir in runs:
+        out = train(run_config, run_dir, resume=args.resume, force=args.force)
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in summary["final_terms"].items())
+        print(f"{out}: {summary['model']} {summary['iterations']} iterations in "
+              f"{summary['wall_time_s']:.1f} s ({summary['images_per_s']:.0f} images/s); {terms}", flush=True)
     return 0

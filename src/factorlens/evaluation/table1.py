@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from factorlens.evaluation.adapters import (
     MetricValue,
     evaluate_codes,
 )
+from factorlens.evaluation.compare import run_provenance, write_seed_results
 from factorlens.evaluation.images import evaluation_images
 from factorlens.evaluation.posterior import ENCODE_BATCH, encode_images
 from factorlens.metrics.interventional import EncodeFn
@@ -275,6 +277,7 @@ def evaluate_runs(
                 "run": str(run_path),
                 "model": run.model_name,
                 "iteration": run.iteration,
+                **run_provenance(run),  # seed, config (grouping over seeds), trained_on (summary.json)
                 "data": {
                     "spec": chosen.spec,
                     "split": chosen.split,
@@ -299,6 +302,7 @@ def write_results(
     ``out_dir`` (created); returns the Markdown. ``run_records``: one dict per row (run, model, iteration,
     data), completed here with the row name and every metric."""
     from factorlens import __version__
+    from factorlens.environment import machine_record
     from factorlens.io import atomic_write_json, atomic_write_text
 
     names = unique_row_names([r.model_name for r in rows], [Path(r.run).name for r in rows])
@@ -318,6 +322,7 @@ def write_results(
         out / "metrics.json",
         {
             "factorlens_version": __version__,
+            "environment": machine_record("fp32"),  # where this evaluation ran (the encoder pass is fp32)
             # data_spec is the --data override; null means each run was evaluated on its own recorded
             # test split, which evaluated_on (and each run's "data") spells out.
             "data_spec": data_spec,
@@ -332,4 +337,6 @@ def write_results(
             "relative_to_btcvae_definition": "(m - m_btcvae) / |m_btcvae|, same metric and data",
         },
     )
-    return markdown
+    # Runs of one config with several seeds: mean ± std, per seed, paired differences (seeds.md ...).
+    seeds = write_seed_results(out, json.loads((out / "metrics.json").read_text(encoding="utf-8")))
+    return markdown + ("\n" + seeds if seeds else "")
