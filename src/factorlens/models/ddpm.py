@@ -81,6 +81,8 @@ class DDPMConfig:
 class DDPM(LatentModel):
     """``self.unet``: ``(x_t, t) -> ε̂``; images in [0, 1] outside, [-1, 1] inside."""
 
+    is_diffusion = True  # direction discovery wraps it in factorlens.directions.hspace.DiffusionAdapter
+
     def __init__(self, config: DDPMConfig, *, unet: nn.Module, channels: int, image_size: int,
                  resolution: int) -> None:
         super().__init__()
@@ -179,3 +181,14 @@ def build_ddpm(config: DDPMConfig, networks: Any) -> DDPM:
     unet = family.denoiser(networks.channels, resolution, **config.unet_args())
     return DDPM(config, unet=unet, channels=networks.channels, image_size=networks.image_size,
                 resolution=resolution)
+
+
+@torch.no_grad()
+def generate(model: DDPM, n: int, *, steps: int | None = None, seed: int = 0,
+             batch_size: int = 64) -> torch.Tensor:
+    """``n`` DDIM samples ``float32 [n, C, R, R]`` in [0, 1] from ``x_T ~ N(0, I)`` drawn with a
+    generator seeded by ``seed`` (the same seed gives the same images)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"number of samples must be a positive integer, got {n!r}")
+    noise = torch.randn(model.noise_shape(n), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([model.sample(noise[i:i + batch_size], steps=steps) for i in range(0, n, batch_size)])
