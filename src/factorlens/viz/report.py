@@ -13,6 +13,7 @@ import base64
 import csv
 import html
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import factorlens
 from factorlens.errors import FactorlensError
 from factorlens.io import atomic_write_text
 from factorlens.viz.run_figures import make_run_figures
+from factorlens.viz.seed_plots import report_sections
 
 MAX_EMBED_BYTES = 1_500_000  # per image; larger files (long GIFs) are listed instead of embedded
 MIME = {".png": "image/png", ".gif": "image/gif"}
@@ -222,6 +224,9 @@ def run_section(
     parts = [
         f'<h2 id="{anchor}">{_e(title)}</h2>',
         f"<p>{_e(run_path.resolve())}</p>",
+        # the report stays static; the interactive explorer is one command away
+        f"<p>Explore this run interactively (sliders, walks, uploads; a local server): "
+        f"<code>factorlens explore {_e(shlex.quote(str(run_path)))}</code></p>",
         f"<details><summary>config.yaml</summary><pre>{_e(config_yaml)}</pre></details>",
     ]
     figures_dir = run_path / "figures"
@@ -255,6 +260,9 @@ def write_report(
         results_dir = Path(results_dir)
         toc.append(("table1", "Table 1: disentanglement metrics"))
         body.append(f'<h2 id="table1">Table 1: disentanglement metrics</h2>{table1_html(results_dir)}')
+    for anchor, title, section in report_sections(results_dir, run_paths):  # over seeds; machines
+        toc.append((anchor, title))
+        body.append(f'<h2 id="{anchor}">{_e(title)}</h2>{section}')
     for index, run_path in enumerate(run_paths):
         section, entries = run_section(
             Path(run_path), index, data_spec=data_spec, figure_options=figure_options
