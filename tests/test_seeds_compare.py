@@ -316,3 +316,30 @@ def test_demo_seeds_layout(tiny_model, tmp_path):
         tmp_path / "one", ["btcvae"], data="synthetic-lesions:n=300", iters=2, force=False
     )
     assert single == [tmp_path / "one" / "btcvae"]
+
+
+def test_report_sections_dot_plot_per_metric_and_machines(tmp_path):
+    import re
+
+    from factorlens.viz.seed_plots import dot_plot_svg, report_sections
+
+    metrics = {"columns": COLUMNS, "runs": three_seeds(), "environment": machine_record("fp32")}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    write_seed_results(tmp_path, metrics)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"environment": machine_record("bf16")}), encoding="utf-8")
+    sections = report_sections(tmp_path, [run])
+    assert [anchor for anchor, _, _ in sections] == ["seeds", "machines"]
+    seeds_section, machines_section = sections[0][2], sections[1][2]
+    assert seeds_section.count("<svg") == 2 and seeds_section.count("<circle") == 12  # 2 metrics x 6 runs
+    assert "Ours-Adv, seed 1: 8.05</title>" in seeds_section  # percent metric shown in points
+    assert describe_machine(machine_record("bf16")) in machines_section
+    assert f"evaluated</td><td>{tmp_path}" in machines_section
+    # The mean bar sits at the mean of the dots, on the same axis.
+    svg = dot_plot_svg([("A", {0: 1.0, 1: 3.0}), ("B", {0: 2.0})], "m")
+    dots = [float(v) for v in re.findall(r'<circle cx="([0-9.]+)"', svg)]
+    bar = float(re.search(r'<line x1="([0-9.]+)"[^>]* stroke="#1f77b4"', svg)[1])
+    assert bar == pytest.approx((dots[0] + dots[1]) / 2, abs=0.11) and dots[2] == pytest.approx(bar, abs=0.11)
+    # Without seed tables only the machines section is added.
+    assert [a for a, _, _ in report_sections(None, [run])] == ["machines"]
