@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from factorlens.environment import machine_line
+
 
 def rows(run: Path) -> list[str]:
     found = []
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     for run in args.runs:
         for row in rows(run):
             print(row)
+    # The scores were computed by `factorlens discover` on the machine of the runs (normally this one).
+    print(f"\n{machine_line('fp32')}")
 
 
 if __name__ == "__main__":

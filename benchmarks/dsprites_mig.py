@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from factorlens.data.dsprites import EXACT_MIG_FACTORS, FACTOR_NAMES, FACTOR_SIZES, DSpritesSampler
+from factorlens.environment import describe_machine, machine_record
 from factorlens.evaluation import encode_images
 from factorlens.io import atomic_write_json
 from factorlens.metrics import mig, mig_exact
@@ -81,11 +82,13 @@ def main() -> None:
         t0 = time.perf_counter()
         results[name] = score(model, images, factors, sizes, args.samples)
         results[name]["seconds"] = round(time.perf_counter() - t0, 1)
+    results["environment"] = machine_record("fp32")
     atomic_write_json(out / "mig_comparison.json", results)
     print(json.dumps(results, indent=2))
     print(f"\n| encoder | MIG binned-20 | MIG exact (S={args.samples}) |\n|---|---|---|")
     for name in ("trained", "random"):
         print(f"| {name} | {results[name]['mig_binned']:.4f} | {results[name]['mig_exact']:.4f} |")
+    print(f"\nmachine: {describe_machine(results['environment'])}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ model is needed. Each metric runs with the sizes printed in its row.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
+
+from factorlens.environment import machine_line
 
 DSPRITES_SIZES = [3, 6, 40, 32, 32]
 
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     recon = np.clip(images + rng.normal(0, 0.05, images.shape), 0, 1)
     timed("psnr", "10000 x 3 x 64 x 64", lambda: psnr(images, recon).score, rows)
 
+    print(f"# {machine_line('float64 (numpy)')}; {os.environ.get('OMP_NUM_THREADS', 'default')} OMP threads")
     print(f"{'metric':<28} {'problem size':<40} {'seconds':>9}  value")
     for label, size, seconds, value in rows:
         print(f"{label:<28} {size:<40} {seconds:>9.2f}  {value:.4g}")

@@ -17,7 +17,6 @@ on a 2-core machine halves every figure.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import tempfile
 import time
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from factorlens.config import validate_config
+from factorlens.environment import machine_line
 from factorlens.training import trainer as trainer_module
 from factorlens.training._malloc import tune_glibc_malloc
 from factorlens.training.rundir import instantiate_model
@@ -113,12 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here")
-    cpu = platform.processor() or platform.machine()
     day = time.strftime("%Y-%m-%d")
-    where = f"{torch.get_num_threads()} threads, {cpu}"
-    if args.device == "cuda":
-        where = torch.cuda.get_device_name()
-    print(f"# torch {torch.__version__}, {where}, {day}")
+    # CPU model and ISA level, GPU, torch/oneDNN/numpy versions (precision is per row).
+    print(f"# {machine_line()}; {torch.get_num_threads()} threads; device {args.device}; {day}")
     peak = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB, process so far)"
     speed = "images/s" if args.repeat == 1 else f"images/s, median (range) of {args.repeat}"
     print(f"| model | batch | precision | {speed} | ms/iter | {peak} |")

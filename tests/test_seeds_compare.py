@@ -343,3 +343,14 @@ def test_report_sections_dot_plot_per_metric_and_machines(tmp_path):
     assert bar == pytest.approx((dots[0] + dots[1]) / 2, abs=0.11) and dots[2] == pytest.approx(bar, abs=0.11)
     # Without seed tables only the machines section is added.
     assert [a for a, _, _ in report_sections(None, [run])] == ["machines"]
+
+
+def test_demo_closing_note_says_one_seed_and_where_the_seed_table_is(tmp_path):
+    from factorlens.cli.demo import closing_note
+    from factorlens.environment import machine_line
+
+    one = closing_note(tmp_path, None)
+    assert "ONE training seed's" in one and "factorlens demo --seeds 0,1,2 --out runs/demo3" in one
+    assert machine_line() in one and machine_line().startswith("machine: " + cpu_model())
+    assert closing_note(tmp_path, [0]) == one
+    assert closing_note(tmp_path, [0, 1, 2]).startswith(f"over 3 seeds: {tmp_path / 'seeds.md'} (mean ± std")

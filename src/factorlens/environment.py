@@ -102,6 +102,11 @@ def describe_machine(record: dict) -> str:
     return text
 
 
+def machine_line(precision: str | None = None) -> str:
+    """``machine: <describe_machine(machine_record(precision))>``, the line benchmark tables print."""
+    return "machine: " + describe_machine(machine_record(precision))
+
+
 def _read_cpuinfo() -> str:
     try:
         return CPUINFO.read_text(encoding="utf-8", errors="replace")

@@ -97,4 +97,20 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(run_dirs, out / "report.html", results_dir=results)
     print(f"report: {report}", flush=True)
     print(f"demo finished in {time.perf_counter() - started:.1f} s", flush=True)
+    print(closing_note(results, seeds), flush=True)
     return 0
+
+
+def closing_note(results: Path, seeds: list[int] | None) -> str:
+    """What the printed table can and cannot say, and where the table over seeds is."""
+    from factorlens.environment import machine_line
+
+    if seeds is not None and len(seeds) > 1:
+        return (f"over {len(seeds)} seeds: {results / 'seeds.md'} (mean ± std, per seed, paired differences "
+                f"with bootstrap intervals); {machine_line()}")
+    return (
+        "note: the orderings above are ONE training seed's on this machine, and both the seed and the kind "
+        f"of CPU move these numbers ({machine_line()}). Mean ± std over three seeds with paired intervals: "
+        "README.md (the demo table) and docs/results.md; to make it here: "
+        "factorlens demo --seeds 0,1,2 --out runs/demo3 (about three times as long)."
+    )
