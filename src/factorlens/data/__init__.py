@@ -4,7 +4,15 @@ Importing this package registers the loaders in :data:`DATASETS`; :func:`load_da
 spec's name.
 """
 
-from factorlens.data import dsprites, exported, folder, isic, synthetic  # noqa: F401  (importing registers loaders)
+from factorlens.data import (  # noqa: F401  (importing registers loaders)
+    dicom,
+    dsprites,
+    exported,
+    folder,
+    isic,
+    nifti,
+    synthetic,
+)
 from factorlens.data.base import HANDCRAFTED_FACTOR_NAMES, IMAGE_SIZE, FactorSampler, ImageDataset, to_float
 from factorlens.data.exported import export_dataset
 from factorlens.data.handcrafted import handcrafted_factors

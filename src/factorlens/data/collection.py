@@ -155,3 +155,16 @@ def list_images(folder: Path, *, recursive: bool) -> list[Path]:
         and path.is_file()
         and not path.stem.endswith("_segmentation")
     )
+
+
+# Suffixes a mask or label file may add to its image's stem (``ISIC_0000000_segmentation.png``,
+# ``case01_seg.nii.gz``); tried in this order after the bare stem.
+MASK_SUFFIXES = ("_segmentation", "_seg", "_lesion", "_mask", "_label", "_labels")
+
+
+def find_by_stem(stem: str, candidates: dict[str, Path]) -> Path | None:
+    """The candidate (``{stem: path}``) whose stem is ``stem`` or ``stem`` + one of :data:`MASK_SUFFIXES`."""
+    for suffix in ("", *MASK_SUFFIXES):
+        if stem + suffix in candidates:
+            return candidates[stem + suffix]
+    return None

@@ -71,13 +71,21 @@ def parse_options(spec: DatasetSpec, options_class: type[T]) -> T:
     if len(spec.args) > 1:
         raise ConfigError(f"dataset {spec.name!r} takes one 'key=value,...' argument, got {spec.raw!r}")
     where = f"dataset spec {spec.raw!r}"
-    given: dict[str, object] = {}
+    raw: dict[str, list[str]] = {}
+    key = None
     for item in spec.args[0].split(",") if spec.args else ():
-        key, sep, value = item.partition("=")
-        key = key.strip()
+        name, sep, value = item.partition("=")
+        if not sep and key is not None:  # 'window=-1000,400': a list continues the previous key
+            raw[key].append(item)
+            continue
+        key = name.strip().replace("-", "_")  # 'skip-empty' is the option skip_empty
         if not sep or not key:
             raise ConfigError(f"dataset option {item!r} in {spec.raw!r} is not key=value")
-        given[key] = parse_yaml(value.strip(), f"{where} option {key}")
+        raw[key] = [value]
+    given: dict[str, object] = {}
+    for key, values in raw.items():
+        parsed = [parse_yaml(value.strip(), f"{where} option {key}") for value in values]
+        given[key] = parsed[0] if len(parsed) == 1 else parsed
     return parse(options_class, given, where=where, prefix=spec.name, owner=f"dataset {spec.name}")
 
 
