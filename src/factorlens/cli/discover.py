@@ -6,7 +6,7 @@ import argparse
 
 # The names of ``factorlens.directions.DIRECTION_METHODS``, spelled out so that building the parser (every
 # `factorlens` command, `--help` included) does not import torch; a test keeps the two in step.
-METHOD_NAMES = ("axes", "kmeans", "pca", "random", "sefa", "sfvq", "voynov")
+METHOD_NAMES = ("axes", "hspace", "hspace-pca", "kmeans", "pca", "random", "sefa", "sfvq", "voynov")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

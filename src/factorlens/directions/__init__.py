@@ -1,5 +1,6 @@
 """Interpretable latent directions: one adapter, one direction format, several methods, one scoring."""
 
+from factorlens.directions import hspace as _hspace  # noqa: F401 - registers "hspace", "hspace-pca"
 from factorlens.directions import sfvq as _sfvq  # noqa: F401 - registers "sfvq"
 from factorlens.directions import voynov as _voynov  # noqa: F401 - registers "voynov"
 from factorlens.directions.adapter import GeneratorAdapter

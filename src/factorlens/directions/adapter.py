@@ -96,6 +96,10 @@ class GeneratorAdapter:
         """
         from factorlens.evaluation import encode_images
 
+        if getattr(model, "is_diffusion", False):
+            from factorlens.directions.hspace import DiffusionAdapter
+
+            return DiffusionAdapter(model, images, base_source=base_source)
         model.eval()
         has_encoder = bool(getattr(model, "has_encoder", True))
         posterior_codes = None
@@ -128,6 +132,16 @@ class GeneratorAdapter:
             discriminator=discriminator,
             frozen_modules=frozen,
         )
+
+    # ------------------------------------------------------------------ direction space
+    @property
+    def direction_dim(self) -> int:
+        """Dimension of the space directions live in (``latent_dim``; a diffusion adapter's h-space)."""
+        return self.latent_dim
+
+    def embed_directions(self, matrix: np.ndarray) -> np.ndarray:
+        """``[K, direction_dim]`` rows -> ``[K, latent_dim]`` code shifts (the identity here)."""
+        return np.asarray(matrix)
 
     # ------------------------------------------------------------------ use
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -385,6 +385,6 @@ def random_directions(
     steps: int | None = None,
 ) -> DirectionSet:
     """Baseline: random orthonormal directions."""
-    k = _resolve_k(k, adapter.latent_dim, "random")
-    matrix = random_orthonormal(k, adapter.latent_dim, seed)
+    k = _resolve_k(k, adapter.direction_dim, "random")
+    matrix = adapter.embed_directions(random_orthonormal(k, adapter.direction_dim, seed))
     return DirectionSet(matrix, adapter.direction_scales(matrix), "random", {}, seed)

@@ -1,0 +1,365 @@
+"""Directions in the h-space of a diffusion U-Net: the diffusion adapter and the ``hspace`` (Zhang et al.,
+arXiv 2310.09912) and ``hspace-pca`` (Haas et al.) methods.
+
+**Codes.** A diffusion model has no low-dimensional latent; its direction space is h-space, the output of
+the U-Net's middle block (``[C_h, H_h, W_h]``, 64x8x8 for ``cpu/ddpm``), and a sample is fixed by its
+initial noise x_T. :class:`DiffusionAdapter` therefore uses codes ``z = [x_T (C·R·R), Δh (C_h·H_h·W_h)]``:
+``decode(z)`` runs the deterministic DDIM chain from x_T with a forward hook that adds Δh to the middle
+block's output at every step with t >= ``t_edit``. Base codes are ``[x_T, 0]`` with x_T ~ N(0, I)
+(``prior``) or DDIM inversions of training images (``posterior``); every direction has zeros in the x_T
+part (``embed_directions``), so the shared machinery (``DirectionSet``, traversal grids, oracle scoring,
+RCA, the random baseline) works unchanged.
+
+**Units.** A shift of 1 along a unit direction v is ``σ(v) v`` with ``σ(v)² = Σ_i v_i² σ_c(i)²``, σ_c the
+standard deviation of h's channel c over sampled trajectories (all timesteps with t >= t_edit): shifts are
+in units of h's per-channel standard deviation.
+
+**hspace** (choices where the paper is silent, documented in docs/directions.md): the shift module is a
+``proj`` matrix (unit columns) or ``ortho`` (orthonormal columns, ``torch.nn.utils.parametrizations.
+orthogonal``); a Voynov-style reconstructor (the same CNN as ``voynov``) sees (unshifted, shifted) sample
+pairs and predicts the direction (cross-entropy) and the shift (L1, weight 0.25); a discriminator (the
+``conv`` family's, at the sample size) is trained to tell shifted from unshifted samples of the same x_T
+and the shift module gets its non-saturating loss with weight ``realism_weight``; gradients flow through
+the whole DDIM chain, each step optionally under ``torch.utils.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from factorlens.directions.adapter import GeneratorAdapter
+from factorlens.directions.direction_set import DirectionSet
+from factorlens.directions.methods import direction_method
+from factorlens.directions.voynov import Reconstructor
+from factorlens.errors import ConfigError, TrainingError
+from factorlens.schema import boolean, choice, integer, number, option
+
+DEFAULT_DDIM_STEPS = 10
+
+
+class DiffusionAdapter(GeneratorAdapter):
+    """A :class:`GeneratorAdapter` over a diffusion model (``model.is_diffusion``, e.g. ``ddpm``).
+
+    Args:
+        model: a :class:`~factorlens.models.ddpm.DDPM` (eval mode; frozen while methods train).
+        images: optional ``[N, C, S, S]`` training images (``uint8`` or float in [0, 1]) for inverted base
+            codes (``base_source="posterior"``); inversion runs on the first ``max_inversions``.
+        base_source: ``"prior"`` (x_T ~ N(0, I), the default) or ``"posterior"`` (DDIM inversions).
+        ddim_steps: DDIM steps of ``decode`` (and of the inversion).
+        t_edit: Δh is added at steps with timestep >= ``t_edit`` (0 = every step).
+        checkpointed: run each DDIM step of ``decode`` under ``torch.utils.checkpoint``.
+        h_samples: trajectories sampled to estimate h's per-channel standard deviation.
+    """
+
+    def __init__(self, model: nn.Module, images: np.ndarray | torch.Tensor | None = None, *,
+                 base_source: str | None = None, ddim_steps: int = DEFAULT_DDIM_STEPS, t_edit: int = 0,
+                 checkpointed: bool = False, h_samples: int = 16, max_inversions: int = 256,
+                 seed: int = 0) -> None:
+        from factorlens.networks.unet import h_shape
+
+        model.eval()
+        self.model = model
+        self.noise_shape = tuple(model.noise_shape(1)[1:])
+        self.noise_dim = int(np.prod(self.noise_shape))
+        self.h_shape = h_shape(model.unet, model.channels, model.resolution)
+        self.h_dim = int(np.prod(self.h_shape))
+        self.images = images
+        self.max_inversions = max_inversions
+        self.checkpointed = checkpointed
+        self._h_seed = seed
+        self._h_samples = h_samples
+        self.ddim_steps, self.t_edit = ddim_steps, t_edit
+        source = base_source or "prior"
+        if source not in ("prior", "posterior"):
+            raise ConfigError(f"unknown base source {source!r}; choose one of: prior, posterior")
+        super().__init__(self._decode_codes, self.noise_dim + self.h_dim, base_source="prior",
+                         frozen_modules=[model])
+        self.configure(ddim_steps=ddim_steps, t_edit=t_edit, base_source=source)
+
+    # ------------------------------------------------------------------ settings
+    def configure(self, *, ddim_steps: int | None = None, t_edit: int | None = None,
+                  base_source: str | None = None) -> None:
+        """Change the DDIM steps, t_edit or base source (h statistics and inversions are recomputed)."""
+        from factorlens.models.diffusion import ddim_timesteps
+
+        steps = self.ddim_steps if ddim_steps is None else ddim_steps
+        ddim_timesteps(self.model.config.timesteps, steps)  # checks steps
+        t_edit = self.t_edit if t_edit is None else t_edit
+        if not 0 <= t_edit < self.model.config.timesteps:
+            raise ConfigError(f"t_edit must be in [0, {self.model.config.timesteps - 1}], got {t_edit}")
+        changed = (steps, t_edit) != (getattr(self, "_stats_key", None) or (None, None))
+        self.ddim_steps, self.t_edit = steps, t_edit
+        if changed:
+            self.h_sigma = self._h_channel_std()
+            self._stats_key = (steps, t_edit)
+        if base_source == "posterior":
+            if self.images is None or len(self.images) == 0:
+                raise ConfigError("base source 'posterior' (DDIM inversions) needs training images")
+            codes = self.invert(self.images[: self.max_inversions])
+            self.posterior_codes = torch.cat([codes, torch.zeros(len(codes), self.h_dim)], dim=1)
+            self.base_source = "posterior"
+        elif base_source == "prior":
+            self.posterior_codes, self.base_source = None, "prior"
+
+    @torch.no_grad()
+    def invert(self, images: np.ndarray | torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """``[N, noise_dim]`` DDIM inversions (``ddim_steps`` steps) of images in [0, 1] or uint8."""
+        x = torch.as_tensor(np.asarray(images))
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return torch.cat([self.model.invert(chunk, steps=self.ddim_steps).flatten(1)
+                          for chunk in torch.split(x, batch_size)])
+
+    # ------------------------------------------------------------------ h statistics
+    @torch.no_grad()
+    def collect_h(self, n: int, *, seed: int, batch_size: int = 16) -> torch.Tensor:
+        """``[n, steps_kept, h_dim]``: h along the DDIM trajectories of ``n`` noises (steps t >= t_edit)."""
+        from factorlens.models.diffusion import ddim_sample, ddim_timesteps
+
+        noise = torch.randn(self.model.noise_shape(n), generator=torch.Generator().manual_seed(seed))
+        kept = [t >= self.t_edit for t in ddim_timesteps(self.model.config.timesteps, self.ddim_steps)]
+        out = []
+        for chunk in torch.split(noise, batch_size):
+            captured: list[torch.Tensor] = []
+            ddim_sample(self.model.eps_fn(capture=captured), chunk, self.model.alphas_cumprod,
+                        self.ddim_steps)
+            steps = [h.flatten(1) for h, keep in zip(captured, kept, strict=True) if keep]
+            out.append(torch.stack(steps, dim=1))
+        return torch.cat(out)
+
+    def _h_channel_std(self) -> torch.Tensor:
+        h = self.collect_h(self._h_samples, seed=self._h_seed + 7_919)  # [n, s, C*H*W]
+        channels = h.reshape(-1, self.h_shape[0], self.h_shape[1] * self.h_shape[2])
+        std = channels.transpose(0, 1).reshape(self.h_shape[0], -1).std(dim=1)
+        return std.repeat_interleave(self.h_shape[1] * self.h_shape[2]).float()  # [h_dim]
+
+    # ------------------------------------------------------------------ codes
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z [B, d]`` -> (x_T ``[B, C, R, R]``, Δh ``[B, C_h, H_h, W_h]``)."""
+        x_t = z[:, : self.noise_dim].reshape(len(z), *self.noise_shape)
+        return x_t, z[:, self.noise_dim :].reshape(len(z), *self.h_shape)
+
+    def _decode_codes(self, z: torch.Tensor) -> torch.Tensor:
+        x_t, shift = self.split(z)
+        return self.model.sample(x_t, steps=self.ddim_steps, shift=shift, t_edit=self.t_edit,
+                                 checkpointed=self.checkpointed and torch.is_grad_enabled())
+
+    def sample_base(self, n: int, generator: torch.Generator, source: str | None = None) -> torch.Tensor:
+        source = source or self.base_source
+        if source == "posterior":
+            return super().sample_base(n, generator, "posterior")
+        x_t = torch.randn(n, self.noise_dim, generator=generator)
+        return torch.cat([x_t, torch.zeros(n, self.h_dim)], dim=1)
+
+    def reference_codes(self, n: int = 4096, seed: int = 0) -> np.ndarray:
+        return self.sample_base(n, torch.Generator().manual_seed(seed)).double().numpy()
+
+    @property
+    def direction_dim(self) -> int:
+        return self.h_dim
+
+    def embed_directions(self, matrix: np.ndarray) -> np.ndarray:
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2 or matrix.shape[1] != self.h_dim:
+            raise ConfigError(f"h-space directions must be [K, {self.h_dim}], got {tuple(matrix.shape)}")
+        return np.concatenate([np.zeros((len(matrix), self.noise_dim), matrix.dtype), matrix], axis=1)
+
+    def h_scales(self, rows: torch.Tensor) -> torch.Tensor:
+        """``[K]`` σ(v) of unit h-space rows ``[K, h_dim]`` (differentiable)."""
+        return torch.sqrt((rows**2 * self.h_sigma**2).sum(dim=1).clamp_min(1e-12))
+
+    def direction_scales(self, matrix: np.ndarray) -> np.ndarray:
+        """``[K]`` h-std units of the rows of ``matrix [K, d]`` (their h part; x_T parts count 0)."""
+        rows = torch.as_tensor(np.asarray(matrix), dtype=torch.float64)
+        norm = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min(1e-12)
+        h_part = (rows / norm)[:, self.noise_dim :]
+        return torch.sqrt((h_part**2 * self.h_sigma.double() ** 2).sum(dim=1)).float().numpy()
+
+    def base_covariance(self) -> torch.Tensor:
+        """Diagonal: 0 on x_T (directions never move it), σ_c² on h (the shift unit)."""
+        return torch.diag(torch.cat([torch.zeros(self.noise_dim), self.h_sigma**2]))
+
+
+def require_diffusion(adapter: GeneratorAdapter, method: str) -> DiffusionAdapter:
+    if not isinstance(adapter, DiffusionAdapter):
+        raise ConfigError(f"method {method} needs a diffusion run (model ddpm or an imported U-Net); this "
+                          "run's model has a latent code: use voynov, sefa or pca")
+    return adapter
+
+
+def _check_k(k: int, adapter: DiffusionAdapter) -> int:
+    if k > adapter.h_dim:
+        raise ConfigError(f"k={k} directions exceed h's dimension {adapter.h_dim} "
+                          f"({'x'.join(map(str, adapter.h_shape))})")
+    return k
+
+
+# ---------------------------------------------------------------------------------------------- hspace
+
+
+@dataclass(frozen=True)
+class HspaceOptions:
+    deformator: str = option("proj", choice("proj", "ortho"),
+                             "shift module: proj (unit columns) or ortho (orthonormal columns)")
+    batch_size: int = option(4, integer(1), "initial noises per training step")
+    shift_max: float = option(3.0, number(positive=True), "largest shift, in units of h's per-channel std")
+    shift_min: float = option(0.5, number(lo=0), "smallest shift magnitude (< shift_max)")
+    lr: float = option(1e-3, number(positive=True), "Adam learning rate (shift module, reconstructor)")
+    shift_weight: float = option(0.25, number(lo=0), "weight of the L1 shift regression (Voynov & Babenko)")
+    realism_weight: float = option(0.1, number(lo=0),
+                                   "weight of the discriminator's non-saturating loss; 0 = no discriminator")
+    disc_lr: float = option(2e-4, number(positive=True), "Adam learning rate of the discriminator")
+    ddim_steps: int = option(DEFAULT_DDIM_STEPS, integer(1), "DDIM steps of every decode (training, scoring)")
+    t_edit: int = option(0, integer(0), "Δh is added at steps with t >= t_edit (0 = every step)")
+    checkpoint: bool = option(True, boolean, "gradient checkpointing per DDIM step")
+    base: str = option("prior", choice("prior", "posterior"),
+                       "base codes: x_T ~ N(0, I) (prior) or DDIM inversions of training images")
+
+    def validate(self) -> None:
+        if self.shift_min >= self.shift_max:
+            raise ConfigError(f"option.shift_min must be < option.shift_max, got {self.shift_min} and "
+                              f"{self.shift_max}")
+
+
+class ShiftModule(nn.Module):
+    """``K`` h-space directions ``[K, h_dim]``: unit rows (``proj``) or orthonormal rows (``ortho``)."""
+
+    def __init__(self, h_dim: int, k: int, kind: str, generator: torch.Generator) -> None:
+        super().__init__()
+        self.kind = kind
+        self.linear = nn.Linear(h_dim, k, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(k, h_dim, generator=generator) / math.sqrt(h_dim))
+        if kind == "ortho":
+            nn.utils.parametrizations.orthogonal(self.linear)
+
+    def directions(self) -> torch.Tensor:
+        weight = self.linear.weight
+        return weight if self.kind == "ortho" else F.normalize(weight, dim=1)
+
+
+def _discriminator(channels: int, size: int) -> nn.Module:
+    from factorlens.networks import NETWORKS
+
+    return NETWORKS.get("conv").discriminator(channels, size)
+
+
+def hspace_loss_step(adapter: DiffusionAdapter, shift_module: ShiftModule, x_t: torch.Tensor,
+                     k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unshifted, shifted) samples of ``x_t [B, C, R, R]`` for directions ``k`` and shifts ``eps`` (h-std
+    units); the shifted ones keep the graph to the shift module (through the whole DDIM chain)."""
+    rows = shift_module.directions()
+    delta = (rows * adapter.h_scales(rows)[:, None])[k] * eps[:, None]  # [B, h_dim]
+    with torch.no_grad():
+        original = adapter.model.sample(x_t, steps=adapter.ddim_steps)
+    shifted = adapter.model.sample(x_t, steps=adapter.ddim_steps,
+                                   shift=delta.reshape(len(k), *adapter.h_shape), t_edit=adapter.t_edit,
+                                   checkpointed=adapter.checkpointed)
+    return original, shifted
+
+
+@direction_method("hspace", HspaceOptions, "Zhang et al. (2023): h-space shift module + reconstructor + "
+                  "discriminator, trained through the DDIM chain (diffusion runs)")
+def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k: int | None = None,
+           seed: int = 0, steps: int | None = None) -> DirectionSet:
+    """Learned h-space directions (default K = 6, 200 steps)."""
+    options = options or HspaceOptions()
+    options.validate()
+    diffusion = require_diffusion(adapter, "hspace")
+    k = _check_k(6 if k is None else k, diffusion)
+    steps = 200 if steps is None else steps
+    diffusion.configure(ddim_steps=options.ddim_steps, t_edit=options.t_edit, base_source=options.base)
+    diffusion.checkpointed = options.checkpoint
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen)
+    size = diffusion.model.resolution
+    reconstructor = Reconstructor(diffusion.model.channels, k)
+    optimizer = torch.optim.Adam(list(shift_module.parameters()) + list(reconstructor.parameters()),
+                                 lr=options.lr)
+    discriminator = _discriminator(diffusion.model.channels, size) if options.realism_weight > 0 else None
+    disc_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=options.disc_lr, betas=(0.5, 0.9))
+                      if discriminator is not None else None)
+    losses: list[float] = []
+    correct = total = 0
+    with diffusion.frozen():
+        for step in range(steps):
+            x_t = diffusion.split(diffusion.sample_base(options.batch_size, gen))[0]
+            kk = torch.randint(k, (options.batch_size,), generator=gen)
+            magnitude = options.shift_min + (options.shift_max - options.shift_min) * torch.rand(
+                options.batch_size, generator=gen)
+            eps = torch.where(torch.rand(options.batch_size, generator=gen) < 0.5, -1.0, 1.0) * magnitude
+            original, shifted = hspace_loss_step(diffusion, shift_module, x_t, kk, eps)
+            logits, eps_hat = reconstructor(torch.cat([original, shifted], dim=1))
+            loss = F.cross_entropy(logits, kk) + options.shift_weight * (eps_hat - eps).abs().mean()
+            if discriminator is not None:
+                loss = loss + options.realism_weight * F.softplus(-discriminator(shifted).flatten()).mean()
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite hspace loss at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if discriminator is not None:
+                d_loss = (F.softplus(-discriminator(original).flatten()).mean()
+                          + F.softplus(discriminator(shifted.detach()).flatten()).mean())
+                disc_optimizer.zero_grad(set_to_none=True)
+                d_loss.backward()
+                disc_optimizer.step()
+            losses.append(float(loss.detach()))
+            if step >= steps - max(1, steps // 10):
+                correct += int((logits.argmax(1) == kk).sum())
+                total += options.batch_size
+    rows = shift_module.directions().detach().double().numpy()
+    matrix = diffusion.embed_directions(rows)
+    return DirectionSet(
+        matrix=matrix, scales=diffusion.direction_scales(matrix), method="hspace",
+        params={"deformator": options.deformator, "steps": steps, "batch_size": options.batch_size,
+                "shift_max": options.shift_max, "shift_min": options.shift_min, "lr": options.lr,
+                "shift_weight": options.shift_weight, "realism_weight": options.realism_weight,
+                "ddim_steps": options.ddim_steps, "t_edit": options.t_edit, "checkpoint": options.checkpoint,
+                "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape)},
+        seed=seed,
+        extras={"train_accuracy_last_10pct": correct / max(total, 1),
+                "final_loss": float(np.mean(losses[-max(1, steps // 10):]))},
+    )
+
+
+# ------------------------------------------------------------------------------------------ hspace-pca
+
+
+@dataclass(frozen=True)
+class HspacePcaOptions:
+    num_samples: int = option(64, integer(2), "sampled trajectories whose h (every kept step) is analysed")
+    ddim_steps: int = option(DEFAULT_DDIM_STEPS, integer(1), "DDIM steps of sampling and decoding")
+    t_edit: int = option(0, integer(0), "use (and later shift) h at steps with t >= t_edit")
+    base: str = option("prior", choice("prior", "posterior"), "base codes of scoring and figures")
+
+
+@direction_method("hspace-pca", HspacePcaOptions, "Haas et al. (2023): principal directions of h over "
+                  "sampled DDIM trajectories (diffusion runs)")
+def hspace_pca(adapter: GeneratorAdapter, options: HspacePcaOptions | None = None, *, k: int | None = None,
+               seed: int = 0, steps: int | None = None) -> DirectionSet:
+    """Closed form: the top-K right singular vectors of the centred h samples (default K = 6)."""
+    options = options or HspacePcaOptions()
+    diffusion = require_diffusion(adapter, "hspace-pca")
+    k = _check_k(6 if k is None else k, diffusion)
+    diffusion.configure(ddim_steps=options.ddim_steps, t_edit=options.t_edit, base_source=options.base)
+    h = diffusion.collect_h(options.num_samples, seed=seed).reshape(-1, diffusion.h_dim).double()
+    if k > min(h.shape):
+        raise ConfigError(f"hspace-pca: k={k} exceeds the {min(h.shape)} h samples; raise num_samples")
+    _, singular, vt = torch.linalg.svd(h - h.mean(dim=0), full_matrices=False)
+    rows = vt[:k].numpy()
+    matrix = diffusion.embed_directions(rows)
+    explained = (singular**2 / (singular**2).sum())[:k].numpy()
+    return DirectionSet(
+        matrix=matrix, scales=diffusion.direction_scales(matrix), method="hspace-pca",
+        params={"num_samples": options.num_samples, "ddim_steps": options.ddim_steps,
+                "t_edit": options.t_edit, "base_source": diffusion.base_source,
+                "h_shape": list(diffusion.h_shape)},
+        seed=seed, extras={"explained_variance_ratio": [float(v) for v in explained]},
+    )
