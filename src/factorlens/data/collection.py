@@ -145,15 +145,15 @@ def build_dataset(
     )
 
 
-def list_images(folder: Path, *, recursive: bool) -> list[Path]:
-    """Image files under ``folder`` (sorted), excluding segmentation masks."""
+def list_images(folder: Path, *, recursive: bool, include_masks: bool = False) -> list[Path]:
+    """Image files under ``folder`` (sorted), excluding ``*_segmentation`` masks unless ``include_masks``."""
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     return sorted(
         path
         for path in pattern
         if path.suffix.lower() in IMAGE_SUFFIXES
         and path.is_file()
-        and not path.stem.endswith("_segmentation")
+        and (include_masks or not path.stem.endswith("_segmentation"))
     )
 
 
