@@ -41,9 +41,10 @@ def ph2(tmp_path: Path, legend: bool = True) -> tuple[Path, dict[str, np.ndarray
         Image.fromarray(image).save(root / "images" / f"{name}.bmp")
         Image.fromarray(mask * 255).save(root / "masks" / f"{name}_lesion.bmp")
         masks[name] = mask
-    rows = ["\ufeffName,Histological Diagnosis,Clinical Diagnosis", "IMD002,,0", "IMD003,,2", "IMD004,Melanoma,2"]
+    rows = ["\ufeffName,Histological Diagnosis,Clinical Diagnosis", "IMD002,,0", "IMD003,,2",
+            "IMD004,Melanoma,2"]
     if legend:
-        rows += [",,", "Legend:,,", ",Clinical Diagnosis: 0 - Common Nevus; 1 - Atypical Nevus; 2 - Melanoma,"]
+        rows += [",,", "Legend:,,", ",Clinical Diagnosis: 0 - Common Nevus; 2 - Melanoma,"]
     (root / "ph2.csv").write_bytes(("\r\n".join(rows) + "\r\n").encode("utf-8"))
     return root, masks
 

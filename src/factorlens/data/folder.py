@@ -55,8 +55,7 @@ def _read_labels(
     csv_path: Path, root: Path, files: list[Path], options: FolderOptions, notes: dict
 ) -> dict[Path, str]:
     """``{image path: label}`` from the CSV's image and label columns; bad rows are DataErrors naming the
-    row; rows without an image are counted in ``notes["rows_without_image"]`` (a row with no label whose image cell names no file, such as
-``Legend:``, counts as one)."""
+    row; rows without an image are counted in ``notes["rows_without_image"]``."""
     by_relative = {path.relative_to(root).as_posix(): path for path in files}
     by_relative.update({_image_id(root, path): path for path in files})
     stems: dict[str, list[Path]] = {}
