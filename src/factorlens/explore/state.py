@@ -198,7 +198,7 @@ def walk_code(source: np.ndarray, target: np.ndarray, position: float) -> tuple[
     fraction of the moves made. Returns the code and the order of the dimensions."""
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    if np.array_equal(source, target):
+    if not np.any(np.abs(target - source) > 0):  # nothing to walk
         return source.astype(np.float32), []
     order = walk_order(source, target, max_dims=None)
     moves = position * len(order)
