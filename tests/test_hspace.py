@@ -1,0 +1,116 @@
+"""Directions in the h-space of a diffusion U-Net: the adapter, hspace, hspace-pca, random, the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from factorlens.cli.main import main
+from factorlens.directions import GeneratorAdapter, discover_directions
+from factorlens.directions.hspace import DiffusionAdapter, ShiftModule, hspace_loss_step
+from factorlens.errors import ConfigError
+
+pytest.importorskip("monai")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def adapter() -> DiffusionAdapter:
+    from test_ddpm import tiny_ddpm
+
+    return GeneratorAdapter.from_model(tiny_ddpm(), None)
+
+
+def test_adapter_codes_and_zero_shift(adapter: DiffusionAdapter) -> None:
+    assert isinstance(adapter, DiffusionAdapter)
+    assert (adapter.noise_dim, adapter.h_dim, adapter.latent_dim) == (3072, 4096, 7168)
+    assert adapter.direction_dim == 4096 and adapter.base_source == "prior"
+    base = adapter.sample_base(2, torch.Generator().manual_seed(0))
+    assert base.shape == (2, 7168) and not base[:, 3072:].any() and base[:, :3072].std() > 0.9
+    with torch.no_grad():
+        decoded = adapter.decode(base)
+        plain = adapter.model.sample(adapter.split(base)[0], steps=adapter.ddim_steps)
+    assert torch.equal(decoded, plain)  # Δh = 0 through the hook: bit for bit
+    # h-std units: per channel, constant over the 16x16 positions, positive
+    sigma = adapter.h_sigma.reshape(16, 256)
+    assert bool((sigma > 0).all()) and torch.equal(sigma, sigma[:, :1].expand(16, 256))
+    unit = np.zeros((1, 4096))
+    unit[0, 0] = 1.0
+    assert adapter.direction_scales(adapter.embed_directions(unit))[0] == pytest.approx(float(sigma[0, 0]))
+
+
+def test_checkpointed_and_plain_gradients_agree(adapter: DiffusionAdapter) -> None:
+    module = ShiftModule(adapter.h_dim, 3, "proj", torch.Generator().manual_seed(1))
+    x_t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    k, eps = torch.tensor([0, 2]), torch.tensor([1.5, -2.0])
+    grads = []
+    for checkpointed in (False, True):
+        adapter.checkpointed = checkpointed
+        module.zero_grad()
+        _, shifted = hspace_loss_step(adapter, module, x_t, k, eps)
+        ((shifted - 0.5) ** 2).mean().backward()
+        grads.append(module.linear.weight.grad.clone())
+    adapter.checkpointed = False
+    assert float(grads[0].abs().max()) > 1e-6  # the chain carries a gradient to the directions
+    assert not grads[0][1].any()  # direction 1 was not drawn
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=0)
+
+
+def test_hspace_method_directions(adapter: DiffusionAdapter) -> None:
+    for deformator in ("proj", "ortho"):
+        directions = discover_directions(adapter, "hspace", k=3, steps=1, seed=0, batch_size=2,
+                                         ddim_steps=3, deformator=deformator)
+        h_rows = directions.matrix[:, 3072:]
+        assert directions.matrix.shape == (3, 7168) and not directions.matrix[:, :3072].any()
+        np.testing.assert_allclose(np.linalg.norm(h_rows, axis=1), 1.0, atol=1e-6)
+        if deformator == "ortho":
+            np.testing.assert_allclose(h_rows @ h_rows.T, np.eye(3), atol=1e-5)
+        np.testing.assert_allclose(directions.scales, adapter.direction_scales(directions.matrix), rtol=1e-6)
+        assert directions.params["ddim_steps"] == 3 and 0 <= directions.extras["final_loss"] < 10
+    no_disc = discover_directions(adapter, "hspace", k=2, steps=1, batch_size=2, ddim_steps=3,
+                                  realism_weight=0.0, checkpoint=False)
+    assert no_disc.params["realism_weight"] == 0.0 and not no_disc.params["checkpoint"]
+
+
+def test_hspace_pca_and_random(adapter: DiffusionAdapter) -> None:
+    pca = discover_directions(adapter, "hspace-pca", k=4, num_samples=4, ddim_steps=3)
+    rows = pca.matrix[:, 3072:]
+    np.testing.assert_allclose(rows @ rows.T, np.eye(4), atol=1e-6)
+    ratios = pca.extras["explained_variance_ratio"]
+    assert ratios == sorted(ratios, reverse=True) and 0 < sum(ratios) <= 1
+    # the first direction is the top principal axis of the same h samples
+    h = adapter.collect_h(4, seed=0).reshape(-1, 4096).double()
+    centred = (h - h.mean(0)).numpy()
+    variance = np.var(centred @ rows.T, axis=0)
+    assert variance[0] == pytest.approx(float(np.max(np.var(centred @ np.linalg.svd(centred)[2][:1].T,
+                                                               axis=0))), rel=1e-6)
+    random = discover_directions(adapter, "random", k=3, seed=0)
+    assert not random.matrix[:, :3072].any()
+    np.testing.assert_allclose(random.matrix[:, 3072:] @ random.matrix[:, 3072:].T, np.eye(3), atol=1e-6)
+
+
+def test_bad_inputs_one_line(adapter: DiffusionAdapter, phantom) -> None:
+    with pytest.raises(ConfigError, match="k=5000 directions exceed h's dimension 4096") as info:
+        discover_directions(adapter, "hspace", k=5000, steps=1)
+    assert "\n" not in str(info.value)
+    vae_like = GeneratorAdapter(phantom.decode, phantom.latent_dim)
+    for method in ("hspace", "hspace-pca"):
+        with pytest.raises(ConfigError, match=f"method {method} needs a diffusion run"):
+            discover_directions(vae_like, method, k=2, steps=1)
+    with pytest.raises(ConfigError, match="shift_min must be < option.shift_max"):
+        discover_directions(adapter, "hspace", k=2, steps=1, shift_min=4.0)
+
+
+def test_discover_cli_refuses_hspace_on_a_gan_run(capsys) -> None:
+    code = main(["discover", "tests/fixtures/v1-gan-run", "--method", "hspace", "--out", "/nonexistent/x",
+                 "--rca-steps", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: method hspace needs a diffusion run") and err.count("\n") == 1
