@@ -1,7 +1,7 @@
-"""``factorlens explore`` over HTTP, without a browser: a tiny real run (btcvae, 6-d, 6 iterations on 64
-synthetic lesions) served on a free port in a thread. Every answer is checked against an independent
-computation (the model's own encode/decode called here, numpy for the standardisation, the walk and the
-direction shifts); bad requests get 400 with a one-line JSON error and the server keeps answering."""
+"""``factorlens explore`` over HTTP, without a browser: the tiny real run of ``_explore_support`` served
+on a free port in a thread. Every answer is checked against an independent computation (the model's own
+encode/decode called here, numpy for the standardisation, the walk and the direction shifts); bad
+requests get 400 with a one-line JSON error and the server keeps answering."""
 
 from __future__ import annotations
 
@@ -14,59 +14,31 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _explore_support import LATENT_DIM, one_thread, serving, train_tiny_run
 from PIL import Image
 
 from factorlens.cli.main import main
-from factorlens.directions import DirectionSet
-from factorlens.explore import Explorer, make_server
+from factorlens.explore import Explorer
 from factorlens.explore.state import direction_folders
 from factorlens.models import build_model
-from factorlens.training import load_run, train
-
-LATENT_DIM = 6
-FACTOR_NAMES = ["size", "tone"]
+from factorlens.training import load_run
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("explore") / "tiny"
-    config = {
-        "model": {"name": "btcvae", "latent_dim": LATENT_DIM, "beta": 6.0},
-        "train": {
-            "iterations": 6,
-            "batch_size": 16,
-            "log_every": 3,
-            "checkpoint_every": 6,
-            "seed": 0,
-            "num_threads": 1,  # 2 shared cores: one thread is several times faster under load
-        },
-        "data": {"spec": "synthetic-lesions:n=64", "test_fraction": 0.2, "split_seed": 0},
-    }
-    train(config, out, progress=False)
-    # a direction set saved as `factorlens discover` would: two unit directions, scales, labels, scores
-    matrix = np.zeros((2, LATENT_DIM), np.float32)
-    matrix[0, 0] = 1.0
-    matrix[1, 1] = matrix[1, 2] = 2**-0.5
-    folder = out / "directions" / "handmade"
-    DirectionSet(matrix, np.array([0.5, 2.0], np.float32), "axes", labels=["first", ""]).save(folder)
-    scores = {"factor_names": FACTOR_NAMES, "effect": [[0.1, -0.7], [0.3, 0.2]], "direction_mig": 0.25}
-    (folder / "scores.json").write_text(json.dumps(scores))
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("explore") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +49,8 @@ def run(run_dir):
 @pytest.fixture(scope="module")
 def served(run):
     explorer = Explorer.from_run(run, direction_folders(run.path))
-    server = make_server(explorer, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield explorer, server
-    server.shutdown()
-    server.server_close()
+    with serving(explorer) as server:
+        yield explorer, server
 
 
 def request(server, method, path, body=None, headers=None):
@@ -380,10 +348,7 @@ def test_page_is_self_contained_and_sent_with_a_same_origin_policy(served):
 def test_model_without_encoder_offers_prior_samples_only():
     torch.manual_seed(0)
     gan = build_model("gan", {"latent_dim": 5}, channels=3).eval()
-    explorer = Explorer(gan)
-    server = make_server(explorer, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Explorer(gan)) as server:
         _, info = request(server, "GET", "/api/info")
         assert info["has_encoder"] is False and info["test_images"] == 0
         assert [s["index"] for s in info["sets"][0]["sliders"]] == [0, 1, 2, 3, 4]
@@ -400,9 +365,6 @@ def test_model_without_encoder_offers_prior_samples_only():
             server, "POST", "/api/decode", {"set": "axes", "base": prior["code"], "values": {"3": -2.5}}
         )
         assert moved["code"][3] == -2.5 and moved["code"][:3] == prior["code"][:3]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(
