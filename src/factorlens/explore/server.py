@@ -71,6 +71,9 @@ class ExplorerHandler(BaseHTTPRequestHandler):
     server: ExplorerServer
     protocol_version = "HTTP/1.1"
     server_version = "factorlens-explore"
+    # Small answers on a keep-alive connection: without TCP_NODELAY, Nagle's algorithm and the client's
+    # delayed ACK add about 40 ms to every decode (measured: docs/performance.md).
+    disable_nagle_algorithm = True
     sys_version = ""
 
     def _serve(self, method: str) -> None:
@@ -111,8 +114,10 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(response.body)
+        # headers and body in one write (end_headers would send the headers alone first)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + response.body)
+        self._headers_buffer = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._serve("GET")
