@@ -1,0 +1,123 @@
+"""What a trained ``ddpm`` run on synthetic lesions reaches: the lesion oracle's found-rate on samples
+and on training images, DDIM inversion PSNR, and optionally an ``hspace`` run with RCA against random.
+
+    python -m benchmarks.ddpm_quality RUN --samples 256 --sample-steps 50 --invert 64 --invert-steps 50
+    python -m benchmarks.ddpm_quality RUN --hspace-steps 100 --rca-steps 50      # + hspace, K = 6
+
+"Found": the oracle (``factorlens.directions.oracle``, synthetic-lesions) finds a region whose luminance
+is at least ``--min-darkness`` (0.05) below the skin's (the median of the image border) and whose area
+is between 0.5 % and 50 % of the image. Training images are area-averaged to the run's resolution first,
+so both rates are read at the same size. Prints one JSON object (and writes it with --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+
+def found(readings: np.ndarray, *, min_darkness: float) -> np.ndarray:
+    """``[N]`` bool: a lesion-like region (see the module docstring) in each row of oracle readings."""
+    area, darkness = readings[:, 0], readings[:, 5]
+    ok = np.isfinite(area) & np.isfinite(darkness)
+    return ok & (darkness >= min_darkness) & (area >= 0.005) & (area <= 0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--sample-steps", type=int, default=50)
+    parser.add_argument("--invert", type=int, default=64, help="training images inverted (0 = skip)")
+    parser.add_argument("--invert-steps", type=int, default=50)
+    parser.add_argument("--min-darkness", type=float, default=0.05)
+    parser.add_argument("--hspace-steps", type=int, default=0,
+                        help="train hspace (K = 6) for this many steps")
+    parser.add_argument("--rca-steps", type=int, default=0)
+    parser.add_argument("--hspace-ddim-steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from factorlens.directions.oracle import ORACLES
+    from factorlens.environment import machine_line
+    from factorlens.metrics.reconstruction import psnr
+    from factorlens.models.ddpm import generate
+    from factorlens.training import load_run
+
+    oracle = ORACLES.get("synthetic-lesions")
+    run = load_run(args.run)
+    model = run.model
+    result: dict = {"run": str(args.run), "iteration": run.iteration, "machine": machine_line(),
+                    "threads": args.threads, "load_average_start": os.getloadavg()}
+    started = time.perf_counter()
+    samples = generate(model, args.samples, steps=args.sample_steps, seed=0).numpy()
+    result["sample_seconds"] = round(time.perf_counter() - started, 1)
+    sample_found = found(oracle.read(samples), min_darkness=args.min_darkness)
+    result["samples"] = {"n": args.samples, "ddim_steps": args.sample_steps,
+                         "found_rate": float(sample_found.mean())}
+    if args.grid:
+        from factorlens.viz.grid import save_grid
+
+        grid = samples[:64]
+        cols = 8
+        rows = len(grid) // cols
+        save_grid(grid[: rows * cols].reshape(rows, cols, *grid.shape[1:]), args.grid, scale=2,
+                  title=f"ddpm iteration {run.iteration}: DDIM {args.sample_steps} steps, seed 0")
+    train_idx = np.asarray(run.split["train"])
+    chosen = np.sort(np.random.default_rng(0).choice(train_idx, size=min(args.samples, len(train_idx)),
+                                                     replace=False))
+    images = torch.from_numpy(run.load_dataset().images[chosen]).float() / 255.0
+    at_res = torch.nn.functional.interpolate(images, size=(model.resolution,) * 2, mode="area").numpy()
+    train_found = found(oracle.read(at_res), min_darkness=args.min_darkness)
+    result["training_images"] = {"n": len(chosen), "found_rate": float(train_found.mean())}
+    if args.invert > 0:
+        started = time.perf_counter()
+        subset = images[: args.invert]
+        with torch.no_grad():
+            x_t = model.invert(subset, steps=args.invert_steps)
+            back = model.sample(x_t, steps=args.invert_steps).numpy()
+        score = psnr(np.clip(at_res[: args.invert], 0, 1), back)
+        result["inversion"] = {"n": args.invert, "ddim_steps": args.invert_steps, "psnr_db": score.score,
+                               "psnr_min_db": float(score.per_image.min()),
+                               "seconds": round(time.perf_counter() - started, 1)}
+    if args.hspace_steps > 0:
+        from factorlens.directions import GeneratorAdapter, discover_directions
+        from factorlens.directions.scores import rca_comparison
+
+        adapter = GeneratorAdapter.from_model(model, None)
+        for realism in (0.1, 0.0):
+            started = time.perf_counter()
+            directions = discover_directions(adapter, "hspace", k=6, steps=args.hspace_steps, seed=0,
+                                             ddim_steps=args.hspace_ddim_steps, realism_weight=realism)
+            entry: dict = {"k": 6, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
+                           "realism_weight": realism, "extras": directions.extras,
+                           "seconds": round(time.perf_counter() - started, 1)}
+            with torch.no_grad():  # found-rate at the largest traversal shift (+3 h-std units)
+                base = adapter.sample_base(32, torch.Generator().manual_seed(1))
+                shift = torch.as_tensor(directions.shift_vectors()).float()
+                codes = (base[None] + 3.0 * shift[:, None]).reshape(-1, adapter.latent_dim)
+                shifted = adapter.decode_batched(codes, 64).numpy()
+            entry["found_rate_at_shift_3"] = float(found(oracle.read(shifted),
+                                                         min_darkness=args.min_darkness).mean())
+            if args.rca_steps > 0:
+                entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
+                                              batch_size=16)
+            result[f"hspace_realism_{realism:g}"] = entry
+    result["load_average_end"] = os.getloadavg()
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
