@@ -87,14 +87,16 @@ def machine_record(precision: str | None = None) -> dict:
 
 
 def describe_machine(record: dict) -> str:
-    """One line for tables and logs: ``AMD EPYC (25/17/1, AVX512), 2 CPUs, no GPU; torch 2.13.0+cpu,
-    oneDNN 3.12.0, numpy 2.2.1; fp32``."""
+    """One line for tables and logs: ``AMD EPYC (25/17/1, AVX512), 2 CPUs (2 torch threads), no GPU;
+    torch 2.13.0+cpu, oneDNN 3.12.0, numpy 2.4.6; fp32``."""
     gpu = ", ".join(record.get("gpu") or []) or "no GPU"
     cpu = record.get("cpu_model", "unknown CPU")
     details = ", ".join(
         str(v) for v in (record.get("cpu_family_model_stepping"), record.get("cpu_capability")) if v
     )
-    text = f"{cpu}{f' ({details})' if details else ''}, {record.get('logical_cpus', '?')} CPUs, {gpu}; "
+    threads = record.get("torch_threads")
+    cpus = f"{record.get('logical_cpus', '?')} CPUs" + (f" ({threads} torch threads)" if threads else "")
+    text = f"{cpu}{f' ({details})' if details else ''}, {cpus}, {gpu}; "
     text += f"torch {record.get('torch')}, oneDNN {record.get('onednn') or 'n/a'}, "
     text += f"numpy {record.get('numpy')}"
     if record.get("precision"):

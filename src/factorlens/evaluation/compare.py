@@ -316,7 +316,7 @@ class Comparison:
         if self.n < 2:
             return "one seed: not resolved"
         if self.all_agree:
-            return f"holds in all {self.n} seeds"
+            return f"holds in all {self.n} seeds" if self.n > 2 else "holds in both seeds"
         if self.excludes_zero:
             return "interval excludes 0"
         if self.flips:
