@@ -196,6 +196,15 @@ def test_compare_reads_run_directories_through_metrics_json(tmp_path):
         fl.compare(["runs/other/seed-0"], base, "mig_hf", results=[path])
     with pytest.raises(ConfigError, match="metric name"):
         fl.compare(groups[1], groups[0])
+    # Without results=: the demo layout, OUT/results/metrics.json above OUT/<model>/seed-<s>.
+    records = three_seeds()
+    for r in records:
+        r["run"] = str(tmp_path / "demo" / r["run"].removeprefix("runs/x/"))
+    (tmp_path / "demo" / "results").mkdir(parents=True)
+    hand_made(tmp_path / "demo" / "results", records)
+    found = fl.compare([tmp_path / "demo" / "btcvae-adv" / f"seed-{s}" for s in range(3)],
+                       [tmp_path / "demo" / "btcvae" / f"seed-{s}" for s in range(3)], "mig_hf")
+    assert found.differences == result.differences
 
 
 def test_parse_seeds_and_layout(tmp_path):
