@@ -81,6 +81,7 @@ stage "environment"
     "$PY" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda,
            torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
     "$PY" -c "from PIL import features; print('Pillow WebP:', features.check('webp'))"
+    "$PY" -c "from factorlens.environment import machine_line; print(machine_line())"  # CPU, GPU, oneDNN
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     echo "CPU cores: $(nproc)"
 } >"$OUT/env.txt" 2>&1
