@@ -1,6 +1,6 @@
 """Slider latency of ``factorlens explore``: N decode requests over HTTP, as a dragged slider sends them.
 
-    python -m benchmarks.explore_latency RUN [--moves 100] [--repeat 3] [--screenshot PNG]
+    python -m benchmarks.explore_latency RUN [--moves 100] [--repeat 3] [--browser [--screenshot PNG]]
 
 Starts the explorer of RUN (the same server as the command, on a free port, in a thread), loads test
 image 0 as the base and sends ``--moves`` ``POST /api/decode`` requests one after another on one
@@ -8,8 +8,10 @@ keep-alive connection, moving the slider of the dimension with the most KL from 
 does: the page keeps one request in flight). Each time is the round trip the page waits for: request
 parsing and validation, the decode, PNG encoding, JSON, the socket. Also prints the decode alone
 (``Explorer.decode``, no HTTP) for comparison. ``--repeat`` runs the sweep several times (after one
-warm-up sweep) and prints each. ``--screenshot`` also saves the page in headless chromium (needs the
-``browser`` extra and Debian's chromium) after moving a few sliders: the README's figure.
+warm-up sweep) and prints each. ``--browser`` (needs the ``browser`` extra and Debian's chromium) also
+times ``--moves`` moves of the top slider in headless chromium, from setting its value to the new image
+in the page (Playwright's own round trips to the browser included), and ``--screenshot`` then saves the
+page after moving two sliders: the README's figure.
 """
 
 from __future__ import annotations
@@ -45,24 +47,36 @@ def sweep(connection: http.client.HTTPConnection, base: list[float], dim: int, m
     return times
 
 
-def screenshot(url: str, path: str) -> None:
+def in_browser(url: str, moves: int, path: str | None) -> list[float]:
+    """Milliseconds from setting the top slider in headless chromium to the new image being shown, for
+    ``moves`` moves (one at a time, each waiting for its image); then the screenshot, if ``path``."""
     from playwright.sync_api import sync_playwright
 
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-quic"]  # fmt: skip
+    times = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
         page = browser.new_page(viewport={"width": 1200, "height": 720})
         page.goto(url)
         page.wait_for_function("() => document.querySelector('#status').textContent.startsWith('base:')")
         sliders = page.locator("#sliders input[type=range]")
-        for k, value in enumerate(("2.2", "-1.8")):
+        changed = "(b) => document.querySelector('#current').src !== b"
+        for value in np.linspace(-3.0, 3.0, moves):
             before = page.eval_on_selector("#current", "img => img.src")
-            sliders.nth(k).fill(value)
-            page.wait_for_function("(b) => document.querySelector('#current').src !== b", arg=before)
-        page.screenshot(path=path)
+            started = time.perf_counter()
+            sliders.first.fill(f"{value:.2f}")
+            page.wait_for_function(changed, arg=before, polling="raf")
+            times.append((time.perf_counter() - started) * 1000.0)
+        if path:
+            for k, value in enumerate(("2.2", "-1.8")):
+                before = page.eval_on_selector("#current", "img => img.src")
+                sliders.nth(k).fill(value)
+                page.wait_for_function(changed, arg=before)
+            page.screenshot(path=path)
         browser.close()
+    return times
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", help="run directory")
     parser.add_argument("--moves", type=int, default=100, help="decode requests per sweep (default 100)")
     parser.add_argument("--repeat", type=int, default=3, help="timed sweeps (default 3)")
-    parser.add_argument("--screenshot", help="also save a screenshot of the page to this PNG")
+    parser.add_argument(
+        "--browser", action="store_true", help="also time --moves slider moves in headless chromium"
+    )
+    parser.add_argument("--screenshot", help="save a screenshot of the page to this PNG (with --browser)")
     args = parser.parse_args(argv)
 
     import torch
@@ -107,9 +124,12 @@ def main(argv: list[str] | None = None) -> None:
         f"decode alone ({args.moves} calls): median {statistics.median(decode_times):.1f} ms, "
         f"p95 {percentile(decode_times, 95):.1f} ms"
     )
-    if args.screenshot:
-        screenshot(server.url, args.screenshot)
-        print(f"screenshot: {args.screenshot}")
+    if args.browser:
+        times = in_browser(server.url, args.moves, args.screenshot)
+        print(
+            f"in chromium ({args.moves} slider moves, set value -> new image shown): median "
+            f"{statistics.median(times):.1f} ms, p95 {percentile(times, 95):.1f} ms, max {max(times):.1f} ms"
+        )
     server.shutdown()
     server.server_close()
 

@@ -227,6 +227,13 @@ def one_line_error(payload) -> str:
     return payload["error"]
 
 
+def huge_png() -> bytes:
+    """A 42-megapixel PNG of a few KiB (1-bit): refused from its header, before it is decoded."""
+    buffer = io.BytesIO()
+    Image.new("1", (7000, 6000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def bad_requests(code):
     json_type = {"Content-Type": "application/json"}
     good = {"set": "axes", "base": code, "values": {}}
@@ -297,6 +304,13 @@ def bad_requests(code):
             "Host header 'evil.example:80' is not this server",
         ),
         ("POST", "/api/decode", good, {"Origin": "http://evil.example"}, "requests from origin"),
+        (
+            "POST",
+            "/api/upload",
+            huge_png(),
+            {"Content-Type": "image/png"},
+            "upload: 7000x6000 pixels; at most 40,000,000",
+        ),
     ]
 
 
