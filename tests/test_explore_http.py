@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from _explore_support import LATENT_DIM, one_thread, serving, train_tiny_run
 from PIL import Image
 
 from factorlens.cli.main import main
+from factorlens.errors import ConfigError
 from factorlens.explore import Explorer
 from factorlens.explore.state import direction_folders
 from factorlens.models import build_model
@@ -357,6 +359,12 @@ def test_page_is_self_contained_and_sent_with_a_same_origin_policy(served):
     response.read()
     policy = response.getheader("Content-Security-Policy")
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+
+
+def test_diffusion_models_are_refused_with_one_line():
+    diffusion = types.SimpleNamespace(is_diffusion=True, has_encoder=True, latent_dim=8, channels=3)
+    with pytest.raises(ConfigError, match=r"^factorlens explore does not serve diffusion models yet"):
+        Explorer(diffusion)
 
 
 def test_model_without_encoder_offers_prior_samples_only():

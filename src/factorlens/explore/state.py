@@ -275,6 +275,12 @@ class Explorer:
     def __init__(self, model, data=None, *, sets=(), span: float = DEFAULT_SPAN, title: str = "factorlens"):
         if not (np.isfinite(span) and span > 0):
             raise ConfigError(f"--span must be a positive number, got {span}")
+        if getattr(model, "is_diffusion", False):
+            # codes [x_T, delta h] have thousands of entries and each decode is a DDIM chain: another page
+            raise ConfigError(
+                f"factorlens explore does not serve diffusion models yet ({type(model).__name__}); "
+                "use factorlens sample, or factorlens discover --method hspace and its traversal figures"
+            )
         self.model = model
         self.has_encoder = bool(getattr(model, "has_encoder", True))
         self.data = data if self.has_encoder else None
