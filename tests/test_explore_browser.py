@@ -8,7 +8,9 @@ and every image renders (``naturalWidth > 0``). Skipped, saying why, only where 
 
 from __future__ import annotations
 
+import http.client
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -73,6 +75,21 @@ def watched_page(browser):
     return page, seen
 
 
+BURST = """(values) => {
+    const input = document.querySelector('#sliders input[type=range]');
+    for (const value of values) { input.value = value; input.dispatchEvent(new Event('input')); }
+}"""
+
+
+def post_json(server, path: str, body: dict) -> dict:
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    answer = json.loads(connection.getresponse().read())
+    connection.close()
+    return answer
+
+
 def current_src(page) -> str:
     return page.eval_on_selector("#current", "img => img.src")
 
@@ -102,6 +119,17 @@ def test_explorer_in_a_real_browser(browser, run_dir, tmp_path):
         # reset goes back to the base code's image
         page.click("#reset")
         page.wait_for_function("(first) => document.querySelector('#current').src === first", arg=first)
+        # a burst of 20 moves while a decode is in flight: only the first and the newest are sent, and
+        # the page ends on the newest (stale states are dropped, never queued)
+        sent_before = sum(url.endswith("/api/decode") for url in seen["requests"])
+        values = [f"{v:.2f}" for v in np.linspace(-2.0, 2.0, 20)]
+        page.evaluate(BURST, values)
+        index = sliders.first.get_attribute("data-index")
+        body = {"set": "axes", "base": page.evaluate("() => st.base"), "values": {index: 2.0}}
+        expected = post_json(server, "/api/decode", body)["image"]
+        page.wait_for_function("(src) => document.querySelector('#current').src === src", arg=expected)
+        page.wait_for_function("() => !st.inflight && st.pending === null")
+        assert sum(url.endswith("/api/decode") for url in seen["requests"]) - sent_before == 2
         # the direction set: its labels are shown
         page.select_option("#set", "handmade")
         assert "first" in page.locator("#sliders").text_content()
