@@ -436,3 +436,12 @@ def test_cli_prints_the_url_and_serves(run_dir):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_host_check_only_on_loopback():
+    from factorlens.explore.server import allowed_hosts_for
+
+    assert allowed_hosts_for("127.0.0.1", 8765) == {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
+    assert "localhost:9000" in allowed_hosts_for("localhost", 9000)
+    assert allowed_hosts_for("0.0.0.0", 8765) is None  # the CLI warns that anyone may connect
+    assert allowed_hosts_for("192.168.1.5", 8765) is None

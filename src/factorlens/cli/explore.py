@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     folders = [Path(p) for p in args.directions] if args.directions else direction_folders(run_.path)
     explorer = Explorer.from_run(run_, folders, span=args.span)
     server = make_server(explorer, args.host, args.port, quiet=True)
+    if server.allowed_hosts is None:
+        print(
+            f"warning: listening on {args.host}, not a loopback address: anyone who can reach this machine "
+            "can use the explorer",
+            file=sys.stderr,
+        )
     sets = ", ".join(explorer.sets)
     print(f"factorlens explore: {explorer.title}; slider sets: {sets}", flush=True)
     print(f"open {server.url}  (Ctrl-C stops)", flush=True)
