@@ -445,3 +445,18 @@ def test_host_check_only_on_loopback():
     assert "localhost:9000" in allowed_hosts_for("localhost", 9000)
     assert allowed_hosts_for("0.0.0.0", 8765) is None  # the CLI warns that anyone may connect
     assert allowed_hosts_for("192.168.1.5", 8765) is None
+
+
+def test_upload_for_a_greyscale_32px_run_is_luma_at_the_run_size():
+    from factorlens.explore.state import upload_to_images
+
+    colour = (200, 120, 90)
+    png = encoded(np.full((80, 100, 3), colour, np.uint8), "PNG")
+    images = upload_to_images(png, channels=1, size=32)
+    assert images.shape == (1, 1, 32, 32) and images.dtype == np.uint8
+    luma = round((colour[0] * 299 + colour[1] * 587 + colour[2] * 114) / 1000)  # ITU-R 601
+    assert np.all(np.abs(images.astype(int) - luma) <= 1)
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))  # transparent: composited on white, as the loaders do
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    assert np.all(upload_to_images(buffer.getvalue(), channels=3, size=16) == 255)
