@@ -81,6 +81,15 @@ BURST = """(values) => {
 }"""
 
 
+def get_json(server, path: str) -> dict:
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request("GET", path)
+    answer = json.loads(connection.getresponse().read())
+    connection.close()
+    return answer
+
+
 def post_json(server, path: str, body: dict) -> dict:
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=30)
@@ -134,6 +143,19 @@ def test_explorer_in_a_real_browser(browser, run_dir, tmp_path):
         page.select_option("#set", "handmade")
         assert "first" in page.locator("#sliders").text_content()
         # a walk to another test image: the end of the walk differs from its start
+        page.fill("#walk-index", "5")
+        page.click("#walk-target-index")
+        page.wait_for_function(
+            "() => document.querySelector('#walk-status').textContent.startsWith('to test image 5 (')"
+        )
+        page.locator("#walk").fill("1")
+        page.wait_for_function(
+            "() => document.querySelector('#walk-status').textContent.includes('dimensions moved')"
+        )
+        target = get_json(server, "/api/test?index=5")
+        np.testing.assert_allclose(page.evaluate("() => st.code"), target["code"], rtol=0, atol=1e-6)
+        assert current_src(page) == target["image"]  # the end of the walk is image 5's reconstruction
+        page.locator("#walk").fill("0")
         page.click("#walk-target-test")
         page.wait_for_function("() => !document.querySelector('#walk').disabled")
         page.locator("#walk").fill("1")
