@@ -231,3 +231,16 @@ def test_import_unet_round_trip_and_refusals(tmp_path, capsys) -> None:
             str(tmp_path / "refused")]
     assert main(argv) == 2
     assert "conditional U-Nets are not supported" in capsys.readouterr().err
+
+
+def test_more_one_line_errors() -> None:
+    from factorlens.models.unet_import import model_params_from_args
+
+    with pytest.raises(ConfigError, match="model 'ddpm' needs a denoiser network \\(unet\\), not 'conv'"):
+        build_model("ddpm", TINY, channels=3, image_size=64, network="conv")
+    with pytest.raises(ConfigError, match="spatial_dims in a.json: only 2-D U-Nets are supported, got 3"):
+        model_params_from_args({"spatial_dims": 3, "in_channels": 1}, "a.json")
+    with pytest.raises(ConfigError, match="per-level values \\[1, 2\\] are not supported"):
+        model_params_from_args({**TINY_ARGS, "num_res_blocks": [1, 2]}, "a.json")
+    params, channels = model_params_from_args({**TINY_ARGS, "num_res_blocks": [1, 1]}, "a.json")
+    assert channels == 3 and params["num_res_blocks"] == 1 and params["resolution"] == 32

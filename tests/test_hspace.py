@@ -114,3 +114,34 @@ def test_discover_cli_refuses_hspace_on_a_gan_run(capsys) -> None:
                  "--rca-steps", "0"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: method hspace needs a diffusion run") and err.count("\n") == 1
+
+
+def test_traverse_a_diffusion_run_along_its_direction_sets(tmp_path, capsys) -> None:
+    """`factorlens traverse` on a diffusion run draws one grid per saved h-space direction set (and says
+    what to run when there is none)."""
+    import json
+
+    from monai.networks.nets import DiffusionModelUNet
+    from safetensors.torch import save_file
+    from test_ddpm import TINY_ARGS
+
+    from factorlens.training import load_run
+
+    torch.manual_seed(0)
+    unet = DiffusionModelUNet(**{k: v for k, v in TINY_ARGS.items() if k != "image_size"})
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(tmp_path / "u.safetensors"))
+    (tmp_path / "a.json").write_text(json.dumps(TINY_ARGS))
+    run_dir = tmp_path / "run"
+    assert main(["import-unet", str(tmp_path / "u.safetensors"), "--config", str(tmp_path / "a.json"),
+                 "--out", str(run_dir), "--data", "synthetic-lesions:n=16"]) == 0
+    capsys.readouterr()
+    assert main(["traverse", str(run_dir)]) == 2
+    assert "it has none; run `factorlens discover" in capsys.readouterr().err
+    adapter = GeneratorAdapter.from_model(load_run(run_dir).model, None)
+    directions = discover_directions(adapter, "hspace-pca", k=2, num_samples=2, ddim_steps=2)
+    directions.save(run_dir / "directions" / "hspace-pca")
+    assert main(["traverse", str(run_dir), "--out", str(tmp_path / "fig")]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "fig" / "traversal_hspace-pca.png") as image:
+        assert image.height > 2 * 32 and image.width > 7 * 32  # 2 directions x 7 shifts

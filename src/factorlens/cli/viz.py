@@ -122,8 +122,16 @@ def _prepare(args: argparse.Namespace):
 
 def run_traverse(args: argparse.Namespace) -> int:
     from factorlens.training import load_run
-    from factorlens.viz.run_figures import traversal_figures, update_manifest
+    from factorlens.viz.run_figures import default_out, traversal_figures, update_manifest
 
+    diffusion = load_run(args.run)
+    if getattr(diffusion.model, "is_diffusion", False):  # traversals along its h-space direction sets
+        from factorlens.directions.hspace import save_direction_traversals
+
+        out = Path(args.out) if args.out else default_out(diffusion)
+        for path in save_direction_traversals(diffusion, out):
+            print(path)
+        return 0
     run, out, data, stats = _prepare(args)
     compare = load_run(args.compare) if args.compare else None
     figures = traversal_figures(

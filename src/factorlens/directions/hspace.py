@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -363,3 +364,34 @@ def hspace_pca(adapter: GeneratorAdapter, options: HspacePcaOptions | None = Non
                 "h_shape": list(diffusion.h_shape)},
         seed=seed, extras={"explained_variance_ratio": [float(v) for v in explained]},
     )
+
+
+# -------------------------------------------------------------------------------------- run figures
+
+
+def save_direction_traversals(run, out: str | Path, *, seed: int = 0) -> list[Path]:
+    """``factorlens traverse`` on a diffusion run: one traversal grid per direction set found in
+    ``RUN/directions/<method>/`` (rows: directions, columns: -3..3 h-std units of one base x_T), decoded
+    with the DDIM steps and t_edit the set was discovered with. Writes ``out/traversal_<method>.png``."""
+    from factorlens.directions.figures import save_traversal_grid
+
+    sets = sorted(p.parent for p in (Path(run.path) / "directions").glob("*/directions.json"))
+    if not sets:
+        raise ConfigError(f"{run.path} is a diffusion run: it is traversed along discovered h-space "
+                          f"directions, and it has none; run `factorlens discover {run.path} --method "
+                          "hspace-pca` (or hspace) first")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for folder in sets:
+        directions = DirectionSet.load(folder)
+        adapter = DiffusionAdapter(run.model, ddim_steps=int(directions.params.get("ddim_steps",
+                                                                                    DEFAULT_DDIM_STEPS)),
+                                   t_edit=int(directions.params.get("t_edit", 0)), seed=seed)
+        if directions.latent_dim != adapter.latent_dim:
+            raise ConfigError(f"{folder}: directions of a {directions.latent_dim}-d code space, the run's "
+                              f"is {adapter.latent_dim}-d")
+        path = out / f"traversal_{folder.name}.png"
+        save_traversal_grid(adapter, directions, path, seed=seed)
+        written.append(path)
+    return written

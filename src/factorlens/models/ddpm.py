@@ -82,6 +82,9 @@ class DDPM(LatentModel):
     """``self.unet``: ``(x_t, t) -> ε̂``; images in [0, 1] outside, [-1, 1] inside."""
 
     is_diffusion = True  # direction discovery wraps it in factorlens.directions.hspace.DiffusionAdapter
+    # encode() (DDIM inversion) works, but there is no posterior: no KL/MI figures, no Table-1 codes and no
+    # per-dimension latent traversal over x_T pixels (report shows samples and the h-space directions).
+    has_encoder = False
 
     def __init__(self, config: DDPMConfig, *, unet: nn.Module, channels: int, image_size: int,
                  resolution: int) -> None:
