@@ -244,3 +244,11 @@ def test_more_one_line_errors() -> None:
         model_params_from_args({**TINY_ARGS, "num_res_blocks": [1, 2]}, "a.json")
     params, channels = model_params_from_args({**TINY_ARGS, "num_res_blocks": [1, 1]}, "a.json")
     assert channels == 3 and params["num_res_blocks"] == 1 and params["resolution"] == 32
+
+
+def test_missing_monai_is_a_one_line_error(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "monai", None)  # import monai -> ImportError
+    with pytest.raises(ConfigError, match=r"need MONAI and einops: pip install 'factorlens\[diffusion\]'"):
+        build_model("ddpm", TINY, channels=3, image_size=64)

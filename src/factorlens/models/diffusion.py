@@ -30,6 +30,9 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 def alphas_cumprod(schedule: str, timesteps: int) -> torch.Tensor:
     """ᾱ_t for t = 0..T-1 (float32), from MONAI's noise schedules."""
+    from factorlens.networks.unet import require_monai
+
+    require_monai()
     from monai.networks.schedulers import DDIMScheduler
 
     if schedule not in SCHEDULES:

@@ -22,6 +22,17 @@ UNET_ARGS = ("channels", "num_res_blocks", "attention_levels", "norm_num_groups"
              "dropout_cattn", "transformer_num_layers")
 
 
+def require_monai():
+    """The ``monai`` package, or a one-line ConfigError naming the extra that installs it."""
+    try:
+        import einops  # noqa: F401 - MONAI's attention blocks import it lazily, at build time
+        import monai
+    except ImportError:
+        raise ConfigError("diffusion models need MONAI and einops: "
+                          "pip install 'factorlens[diffusion]'") from None
+    return monai
+
+
 def check_unet_size(image_size: int, levels: int) -> int:
     """``image_size`` when it is one of the supported sizes and divisible by the U-Net's
     ``2 ** (levels - 1)`` downsamplings, else a one-line ConfigError."""
@@ -35,6 +46,7 @@ def check_unet_size(image_size: int, levels: int) -> int:
 
 def build_unet(image_channels: int, image_size: int, /, **args: Any) -> nn.Module:
     """A MONAI ``DiffusionModelUNet`` for ``[B, image_channels, image_size, image_size]`` images."""
+    require_monai()
     from monai.networks.nets import DiffusionModelUNet
 
     unknown = sorted(set(args) - set(UNET_ARGS))
