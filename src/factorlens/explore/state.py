@@ -261,6 +261,16 @@ def upload_to_images(data: bytes, channels: int, size: int) -> np.ndarray:
 MAX_UPLOAD_PIXELS = 40_000_000
 
 
+def refuse_diffusion(model) -> None:
+    """A one-line ``ConfigError`` for a diffusion model: its code is ``[x_T, delta h]`` (thousands of
+    entries) and each decode a DDIM chain of seconds on a CPU (docs/cli.md), not a slider's answer."""
+    if getattr(model, "is_diffusion", False):
+        raise ConfigError(
+            f"factorlens explore does not serve diffusion models yet ({type(model).__name__}); "
+            "use factorlens sample, or factorlens discover --method hspace and its traversal figures"
+        )
+
+
 class Explorer:
     """Everything the server answers with, for one run: slider sets, base images, decode, encode, walk.
 
@@ -275,12 +285,7 @@ class Explorer:
     def __init__(self, model, data=None, *, sets=(), span: float = DEFAULT_SPAN, title: str = "factorlens"):
         if not (np.isfinite(span) and span > 0):
             raise ConfigError(f"--span must be a positive number, got {span}")
-        if getattr(model, "is_diffusion", False):
-            # codes [x_T, delta h] have thousands of entries and each decode is a DDIM chain: another page
-            raise ConfigError(
-                f"factorlens explore does not serve diffusion models yet ({type(model).__name__}); "
-                "use factorlens sample, or factorlens discover --method hspace and its traversal figures"
-            )
+        refuse_diffusion(model)
         self.model = model
         self.has_encoder = bool(getattr(model, "has_encoder", True))
         self.data = data if self.has_encoder else None
@@ -301,6 +306,7 @@ class Explorer:
         from factorlens.viz.run_figures import figure_data
 
         model = run.model
+        refuse_diffusion(model)  # before the test split is loaded
         data = figure_data(run) if getattr(model, "has_encoder", True) else None
         sets = [direction_set(path, int(model.latent_dim)) for path in directions]
         title = f"{Path(run.path).name} ({run.model_name}, iteration {run.iteration})"
