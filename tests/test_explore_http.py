@@ -460,3 +460,26 @@ def test_upload_for_a_greyscale_32px_run_is_luma_at_the_run_size():
     buffer = io.BytesIO()
     rgba.save(buffer, format="PNG")
     assert np.all(upload_to_images(buffer.getvalue(), channels=3, size=16) == 255)
+
+
+def test_greyscale_32px_model_round_trip():
+    """A 1-channel 32 px run (e.g. NIfTI slices): 32x32 greyscale answers, uploads encoded at 32 px."""
+    from factorlens.explore import handle
+
+    torch.manual_seed(0)
+    model = build_model("btcvae", {"latent_dim": 3}, channels=1, image_size=32).eval()
+    explorer = Explorer(model)
+    assert explorer.image_size == 32 and explorer.channels == 1
+    prior = json.loads(handle(explorer, "GET", "/api/prior?seed=1", {}).body)
+    prefix = "data:image/png;base64,"
+    image = Image.open(io.BytesIO(base64.b64decode(prior["image"][len(prefix) :])))
+    assert image.mode == "L" and image.size == (32, 32)
+    with torch.no_grad():
+        expected = model.decode(torch.tensor([prior["code"]]))[0, 0].clamp(0, 1).numpy()
+    np.testing.assert_array_equal(
+        np.asarray(image), np.round(expected.astype(np.float64) * 255).astype(np.uint8)
+    )
+    upload = encoded(np.full((50, 70, 3), 128, np.uint8), "PNG")
+    response = handle(explorer, "POST", "/api/upload", {"content-type": "image/png"}, upload)
+    assert response.status == 200
+    assert png_array(json.loads(response.body)["input"]).shape == (32, 32, 3)
