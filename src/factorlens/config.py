@@ -82,6 +82,16 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 @dataclass(frozen=True)
+class OrthogonalityConfig:
+    """``train.orthogonality``: Song et al.'s treatments of the latent-reading layer's update."""
+
+    method: str = option("none", choice("none", "nog", "olr", "nog+olr"),
+                         "nog: nearest orthogonal gradient; olr: optimal learning rate (SGD on that layer)")
+    layer: str = option("first-decoder", choice("first-decoder"),
+                        "the layer treated: the decoder's/generator's latent-reading first layer")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """``train:``: how long, how fast and with which optimiser the model is trained."""
 
@@ -106,6 +116,8 @@ class TrainConfig:
     malloc_tuning: bool = option(True, boolean, "raise glibc mmap/trim thresholds (fewer page faults)")
     ema: float = option(0.0, number(lo=0.0, hi=1.0),
                         "decay of an exponential moving average of the model's weights; 0 = off")
+    orthogonality: OrthogonalityConfig = field(default_factory=OrthogonalityConfig,
+                                               metadata={"help": "NOG / OLR on the latent-reading layer"})
     tensorboard: bool = option(False, boolean,
                                "TensorBoard scalars (and a traversal per checkpoint) in RUN/tensorboard")
 
@@ -284,7 +296,13 @@ def apply_overrides(config: dict, assignments: Iterable[str], source: str = "--s
             raise ConfigError(f"{source} {assignment!r}: unknown section {section!r}; allowed: "
                               f"{', '.join(SECTIONS)}")
         value = parse_yaml(text, f"{source} {dotted}") if text.strip() else None
-        updated.setdefault(section, {})[key] = value
+        target = updated.setdefault(section, {})
+        *parents, leaf = key.split(".")  # train.orthogonality.method=nog sets a nested section's key
+        for parent in parents:
+            nested = target.get(parent)
+            target[parent] = nested = dict(nested) if isinstance(nested, dict) else {}
+            target = nested
+        target[leaf] = value
     return validate_config(updated, source)
 
 

@@ -146,6 +146,8 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, prefix
     """
     if mapping is None:
         mapping = {}
+    if isinstance(mapping, cls):
+        return mapping
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{where}: section {prefix!r} must be a mapping, got {mapping!r}")
     fields = fields_of(cls)
@@ -156,6 +158,10 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, prefix
             allowed = ", ".join(fields) or "(none)"
             raise ConfigError(f"unknown key {prefix}.{key} in {where} (unknown option of {owner or prefix}); "
                               f"allowed: {allowed}")
+        if dataclasses.is_dataclass(hints[key]):
+            # A nested section (``train.orthogonality: {method: nog}``): parsed the same way.
+            values[key] = parse(hints[key], value, where=where, prefix=f"{prefix}.{key}")
+            continue
         check = fields[key].metadata.get("check") or _BY_TYPE.get(hints[key])
         if check is None:
             raise TypeError(f"{cls.__name__}.{key}: no check for type {hints[key]!r}")

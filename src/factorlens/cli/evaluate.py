@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--exact-mig-samples", type=int, default=10_000, help="Monte Carlo samples of exact MIG"
     )
+    parser.add_argument(
+        "--vp", action="store_true",
+        help="also compute the VP score (Zhu et al.; a small CNN trained on 10 %% of --vp-pairs pairs)",
+    )
+    parser.add_argument("--vp-pairs", type=int, default=10_000, help="image pairs of the VP score")
+    parser.add_argument("--vp-axes", choices=("identity", "sefa"), default="identity",
+                        help="latent axes the VP pairs vary along: the code's own, or the SeFa "
+                        "re-parametrisation of the decoder's first layer (Song et al.)")
     parser.set_defaults(func=run)
 
 
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         ("--batch-size", args.batch_size),
         ("--interventional-votes", args.interventional_votes),
         ("--exact-mig-samples", args.exact_mig_samples),
+        ("--vp-pairs", args.vp_pairs),
     ):
         if value < 2:
             raise ConfigError(f"{option} must be >= 2, got {value}")
@@ -73,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
         interventional_eval=args.interventional_votes // 2,
         exact_mig=args.exact_mig,
         exact_mig_samples=args.exact_mig_samples,
+        vp=args.vp,
+        vp_pairs=args.vp_pairs,
+        vp_axes=args.vp_axes,
     )
     print(table, end="")
     return 0

@@ -19,6 +19,7 @@ from factorlens.metrics.factor_scores import dci, modularity_explicitness, sap
 from factorlens.metrics.interventional import EncodeFn, beta_vae_score, factor_vae_score
 from factorlens.metrics.mig import mig, mig_handcrafted, mig_pathology
 from factorlens.metrics.mig_exact import mig_exact
+from factorlens.metrics.vp import DecodeFn, sefa_axes, vp_score
 from factorlens.registry import Registry
 
 
@@ -36,6 +37,8 @@ class EvaluationInputs:
         exact_mig_factors: the factors exact MIG scores (names), as the dataset says
             (``ImageDataset.exact_mig_factors``: Chen et al.'s four on dSprites); None = all.
         sampler, encode: generative model of the data and the run's encoder (interventional metrics).
+        decode, latent_dim, first_layer_weight: the run's decoder ``float32 [n, d] -> [n, C, H, W]``,
+            its code size and latent-reading weight ``[out, d]`` (the VP score), or None.
     """
 
     codes: np.ndarray
@@ -50,6 +53,9 @@ class EvaluationInputs:
     exact_mig_factors: list[str] | None = None
     sampler: object | None = None
     encode: EncodeFn | None = None
+    decode: DecodeFn | None = None
+    latent_dim: int | None = None
+    first_layer_weight: np.ndarray | None = None
 
 
 @dataclass
@@ -68,6 +74,9 @@ class EvaluationOptions:
     interventional_eval: int = 5_000
     exact_mig: bool = False
     exact_mig_samples: int = 10_000
+    vp: bool = False
+    vp_pairs: int = 10_000
+    vp_axes: str = "identity"  # or "sefa": Song et al.'s SeFa re-parametrisation of the first layer
 
 
 @dataclass
@@ -115,6 +124,7 @@ TABLE_ORDER = [
     "modularity",
     "factor_vae",
     "beta_vae",
+    "vp",
 ]
 
 
@@ -165,6 +175,16 @@ def _needs_grid(inputs: EvaluationInputs, options: EvaluationOptions) -> str | N
         return (
             "the evaluated images are not the full factor grid in order (evaluate with --data on all of it)"
         )
+    return None
+
+
+def _needs_decoder(inputs: EvaluationInputs, options: EvaluationOptions) -> str | None:
+    if not options.vp:
+        return "the VP score is opt-in (trains a CNN): pass vp=True / --vp"
+    if inputs.decode is None or inputs.latent_dim is None:
+        return "the model has no decoder"
+    if options.vp_axes == "sefa" and inputs.first_layer_weight is None:
+        return "SeFa axes need the decoder's first-layer weight"
     return None
 
 
@@ -315,6 +335,17 @@ def _beta_vae(inputs: EvaluationInputs, options: EvaluationOptions) -> MetricVal
         seed=options.seed,
     )
     return MetricValue(result.eval_accuracy, estimator=result.estimator, details=result.to_dict())
+
+
+@_register("vp", "VP %", True, _needs_decoder)
+def _vp(inputs: EvaluationInputs, options: EvaluationOptions) -> MetricValue:
+    axes = sefa_axes(inputs.first_layer_weight) if options.vp_axes == "sefa" else None
+    result = vp_score(inputs.decode, inputs.latent_dim, axes=axes, n_pairs=options.vp_pairs,
+                      seed=options.seed)
+    details = {"chance": result.chance, "n_pairs": result.n_pairs, "n_train": result.n_train,
+               "per_axis_accuracy": result.per_axis_accuracy.tolist(), **result.params,
+               "axes": options.vp_axes}
+    return MetricValue(result.score, estimator=result.estimator, details=details)
 
 
 def evaluate_codes(

@@ -29,7 +29,7 @@ from factorlens.evaluation.adapters import (
 )
 from factorlens.evaluation.compare import run_provenance, write_seed_results
 from factorlens.evaluation.images import evaluation_images
-from factorlens.evaluation.posterior import ENCODE_BATCH, encode_images
+from factorlens.evaluation.posterior import ENCODE_BATCH, encode_images, evaluating
 from factorlens.metrics.interventional import EncodeFn
 
 # Paper row names (Table 1) for the model registry names.
@@ -197,7 +197,28 @@ def score_images(model, dataset, *, batch_size: int = ENCODE_BATCH) -> Evaluatio
         exact_mig_factors=dataset.exact_mig_factors,
         sampler=dataset.sampler,
         encode=encoder_function(model, batch_size=batch_size),
+        decode=decoder_function(model),
+        latent_dim=model.latent_dim,
+        first_layer_weight=_first_layer_weight(model),
     )
+
+
+def decoder_function(model):
+    """``float32 [n, d] -> float32 [n, C, H, W]`` decodes in eval mode without gradients (the VP score)."""
+    import torch
+
+    def decode(codes: np.ndarray) -> np.ndarray:
+        with evaluating(model), torch.no_grad():
+            return model.decode(torch.from_numpy(np.asarray(codes, dtype=np.float32))).float().numpy()
+
+    return decode
+
+
+def _first_layer_weight(model) -> np.ndarray | None:
+    try:
+        return model.first_decoder_layer_weight().detach().double().numpy()
+    except NotImplementedError:
+        return None
 
 
 def encoder_function(model, *, batch_size: int = ENCODE_BATCH) -> EncodeFn:
@@ -222,6 +243,9 @@ def evaluate_runs(
     interventional_eval: int = 5_000,
     exact_mig: bool = False,
     exact_mig_samples: int = 10_000,
+    vp: bool = False,
+    vp_pairs: int = 10_000,
+    vp_axes: str = "identity",
     progress: bool = False,
 ) -> str:
     """Table 1 for trained runs: writes ``out_dir/table1.md``, ``table1.csv``, ``metrics.json``.
@@ -237,6 +261,7 @@ def evaluate_runs(
         interventional, interventional_train, interventional_eval: opt-in FactorVAE/BetaVAE scores
             (need a dataset with a sampler) and their number of votes / points.
         exact_mig, exact_mig_samples: opt-in Chen et al. MIG (needs the full factor grid as data).
+        vp, vp_pairs, vp_axes: opt-in VP score of the decoder (``"identity"`` or ``"sefa"`` axes).
 
     Returns:
         the Markdown of ``table1.md``.
@@ -253,6 +278,9 @@ def evaluate_runs(
         interventional_eval=interventional_eval,
         exact_mig=exact_mig,
         exact_mig_samples=exact_mig_samples,
+        vp=vp,
+        vp_pairs=vp_pairs,
+        vp_axes=vp_axes,
     )
     datasets: dict[str, object] = {}  # spec -> dataset, loaded once for runs sharing it
     rows, run_records = [], []

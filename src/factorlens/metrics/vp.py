@@ -42,14 +42,23 @@ class VPResult:
 
 
 def _cnn(channels: int, classes: int) -> nn.Module:
-    """The predictor: three 4x4 stride-2 convs (32, 64, 64) with ReLU, global average pool, a linear
-    layer (the size of Zhu et al.'s small CNN; any image size)."""
+    """The predictor: three 4x4 stride-2 convs (32, 64, 64) with ReLU, pooled to a 4x4 map (any image
+    size; where in the image a change happens is kept, which a global pool would discard), a linear
+    layer (the size of Zhu et al.'s small CNN)."""
     return nn.Sequential(
         nn.Conv2d(channels, 32, 4, 2, 1), nn.ReLU(),
         nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
         nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes),
+        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, classes),
     )  # fmt: skip
+
+
+def sefa_axes(weight: np.ndarray) -> np.ndarray:
+    """Song et al.'s SeFa re-parametrisation of a latent-reading layer ``W [out, d]``: with
+    ``W^T = U S V^T``, codes ``c`` along the columns of ``U`` (``z = U c``). Returns ``U^T`` ``[d, d]``
+    (orthonormal rows, by decreasing singular value), the ``axes`` argument of :func:`vp_score`."""
+    u, _, _ = np.linalg.svd(np.asarray(weight, dtype=np.float64).T, full_matrices=False)
+    return u.T
 
 
 def sample_pairs(latent_dim: int, n_pairs: int, *, code_range: float,

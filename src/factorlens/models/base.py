@@ -51,6 +51,10 @@ class LatentModel(nn.Module):
     def adversary_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> StepOutput:
         raise NotImplementedError(f"{type(self).__name__} has no adversary")
 
+    def first_decoder_layer(self) -> nn.Module:
+        """The decoder's / generator's latent-reading first layer (SeFa, NOG/OLR)."""
+        raise NotImplementedError
+
     def first_decoder_layer_weight(self) -> torch.Tensor:
         """``[out_features, d]``: the weight of the first (latent -> features) layer, for SeFa."""
         raise NotImplementedError

@@ -49,6 +49,9 @@ class GAN(LatentModel):
         """``z [B, d]`` -> images ``[B, C, S, S]`` in [0, 1]."""
         return torch.sigmoid(self.generator(z))
 
+    def first_decoder_layer(self) -> nn.Module:
+        return self.generator.first
+
     def first_decoder_layer_weight(self) -> torch.Tensor:
         """``[8w * 4 * 4, d]`` (4096 x 32 by default): the z -> 4x4 feature map layer."""
         return transposed_conv_weight_as_matrix(self.generator.first)

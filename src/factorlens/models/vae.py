@@ -82,6 +82,9 @@ class GaussianVAE(LatentModel):
         """``z [B, d]`` -> ``x_hat [B, C, S, S]`` in [0, 1]."""
         return torch.sigmoid(self.decoder(z))
 
+    def first_decoder_layer(self) -> nn.Module:
+        return self.decoder.first
+
     def first_decoder_layer_weight(self) -> torch.Tensor:
         return transposed_conv_weight_as_matrix(self.decoder.first)
 

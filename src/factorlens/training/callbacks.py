@@ -4,6 +4,8 @@ The :class:`~factorlens.training.trainer.Trainer` calls, in list order, on every
 
 ==================== ===================================================================================
 ``on_train_start``   before the first step of this session (fresh or resumed)
+``on_before_optimizer_step`` after the model's backward (and the gradients' all-reduce), before the
+                     model's optimiser steps: where a callback may change gradients or learning rates
 ``on_step_end``      after every step (device tensors only: no host sync here)
 ``on_sync``          before a log record or checkpoint, once the loss terms are reduced over processes
 ``on_log(record)``   after a ``log.jsonl`` record was made (``record``: iter, time_s, images_per_s, terms)
@@ -40,6 +42,7 @@ class Callback:
     """Base class: every hook is a no-op."""
 
     def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_before_optimizer_step(self, trainer: Trainer) -> None: ...
     def on_step_end(self, trainer: Trainer) -> None: ...
     def on_sync(self, trainer: Trainer) -> None: ...
     def on_log(self, trainer: Trainer, record: dict) -> None: ...
@@ -303,10 +306,16 @@ def traversal_image(model, base_images: torch.Tensor, *, seed: int, steps: int =
 
 
 def default_callbacks(config, *, progress: bool, out: Path) -> list[Callback]:
-    """What ``factorlens train`` runs: NaN stop, JSONL log, EMA (if ``train.ema``), checkpointing,
+    """What ``factorlens train`` runs: NaN stop, orthogonality (if ``train.orthogonality``), JSONL log,
+    EMA (if ``train.ema``), checkpointing,
     TensorBoard (if ``train.tensorboard``), progress bar (if ``progress``), signal stop. Order matters:
     the NaN check runs before anything is written, the EMA before the checkpoint that saves it."""
-    callbacks: list[Callback] = [NaNStop(), JsonlLog()]
+    callbacks: list[Callback] = [NaNStop()]
+    if config.train.orthogonality.method != "none":
+        from factorlens.training.orthogonality import Orthogonality
+
+        callbacks.append(Orthogonality(config.train.orthogonality.method))  # adds to records: before the log
+    callbacks.append(JsonlLog())
     if config.train.ema > 0:
         callbacks.append(EMA(config.train.ema))
     callbacks.append(Checkpointing())

@@ -207,7 +207,20 @@ class Trainer:
             [p for p in adversary.parameters() if p.requires_grad] if adversary is not None else []
         )
         distributed.broadcast_parameters(self.model, self.dist)
-        self.optimizer = build_optimizer(self.generator_params, train_cfg)
+        # train.orthogonality: the latent-reading layer; with OLR it steps with its own SGD (the setting
+        # eta* is derived for) and leaves the model's optimiser.
+        self.latent_layer: nn.Module | None = None
+        self.layer_optimizer: torch.optim.Optimizer | None = None
+        model_params = self.generator_params
+        if train_cfg.orthogonality.method != "none":
+            from factorlens.training.orthogonality import latent_layer_of
+
+            self.latent_layer = latent_layer_of(self.model)
+            if "olr" in train_cfg.orthogonality.method:
+                layer_weight = self.latent_layer.weight
+                model_params = [p for p in self.generator_params if p is not layer_weight]
+                self.layer_optimizer = torch.optim.SGD([layer_weight], lr=train_cfg.lr)
+        self.optimizer = build_optimizer(model_params, train_cfg)
         # The adversary keeps Adam (the paper's and DCGAN's setting), with its own lr and betas.
         self.adv_optimizer = (
             torch.optim.Adam(self.adversary_params, lr=train_cfg.adv_lr, betas=tuple(train_cfg.adv_betas))
@@ -252,6 +265,9 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "optimizer": self.optimizer.state_dict(),
             "adv_optimizer": self.adv_optimizer.state_dict() if self.adv_optimizer is not None else None,
+            "layer_optimizer": (
+                self.layer_optimizer.state_dict() if self.layer_optimizer is not None else None
+            ),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "order_rng": self.order_generator.get_state(),
@@ -272,6 +288,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.adv_optimizer is not None:
                 self.adv_optimizer.load_state_dict(state["adv_optimizer"])
+            if self.layer_optimizer is not None:
+                self.layer_optimizer.load_state_dict(state["layer_optimizer"])
             torch.set_rng_state(state["torch_rng"])
             if self.device.type == "cuda" and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -321,6 +339,8 @@ class Trainer:
         """One generator step (and one adversary step when the model has an adversary)."""
         x = self.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.layer_optimizer is not None:
+            self.layer_optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             out = self.compute_loss(x, dataset_size=self.dataset_size)
         out.loss.backward()
@@ -328,7 +348,10 @@ class Trainer:
             distributed.all_reduce_mean_grads(self.generator_params, self.dist)
             # Every rank stops after the same step, also when only one of them got the signal.
             self.stop_agreed = distributed.any_rank(self.stop_signal is not None, self.dist)
+        self._emit("on_before_optimizer_step")
         self.optimizer.step()
+        if self.layer_optimizer is not None:
+            self.layer_optimizer.step()
         terms = {"loss": out.loss.detach(), **out.terms}
         if self.adv_optimizer is not None:
             if out.x_hat is None:
