@@ -255,7 +255,7 @@ def upload_to_images(data: bytes, channels: int, size: int) -> np.ndarray:
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     if array.shape[0] != channels:
         raise DataError(f"upload: the run's model reads {channels}-channel images")
-    return np.ascontiguousarray(array[None])
+    return np.array(array[None], copy=True, order="C")  # writable: PIL arrays are read-only
 
 
 MAX_UPLOAD_PIXELS = 40_000_000
