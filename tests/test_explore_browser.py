@@ -8,6 +8,7 @@ and every image renders (``naturalWidth > 0``). Skipped, saying why, only where 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import json
@@ -171,6 +172,16 @@ def test_explorer_in_a_real_browser(browser, run_dir, tmp_path):
             "() => document.querySelector('#status').textContent === 'base: uploaded image'"
         )
         assert current_src(page) != before
+        # save image / save code: the current PNG and a JSON record with the current code
+        with page.expect_download() as download:
+            page.click("#save-image")
+        saved_png = Path(download.value.path()).read_bytes()
+        assert base64.b64encode(saved_png).decode() == current_src(page).split(",", 1)[1]
+        with page.expect_download() as download:
+            page.click("#save-code")
+        record = json.loads(Path(download.value.path()).read_text())
+        assert download.value.suggested_filename == "factorlens-upload.json"
+        assert record["code"] == page.evaluate("() => st.code") and record["base"] == "uploaded image"
         page.screenshot(path=str(tmp_path / "explorer.png"))
         page.close()
     assert moved != first
