@@ -106,7 +106,8 @@ def axes_set(model, data=None, *, active_threshold: float = ACTIVE_THRESHOLD) ->
         return SliderSet(
             AXES,
             "axes",
-            f"{d} latent dimensions of the prior N(0, I) (a model without encoder)",
+            f"{d} latent dimensions in prior units, slider = z ("
+            + ("a model without encoder)" if not getattr(model, "has_encoder", True) else "no images given)"),
             sliders,
             np.eye(d),
             np.zeros(d),
