@@ -132,6 +132,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     def do_HEAD(self) -> None:  # noqa: N802
+        self.close_connection = True  # the 405 answer carries a body, which HEAD must not: end there
         self._serve("HEAD")
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002
