@@ -13,7 +13,17 @@ from typing import Protocol
 import numpy as np
 
 IMAGE_SIZE = 64
+IMAGE_SIZES = (32, 64, 128)  # what the networks build for; a dataset's ``size`` option takes one of them
 HANDCRAFTED_FACTOR_NAMES = ("eccentricity", "orientation", "size")
+
+
+def image_size_option(value, where: str) -> int:
+    """The check of a dataset's ``size`` option (a :func:`factorlens.schema.option` check)."""
+    from factorlens.errors import ConfigError
+
+    if isinstance(value, bool) or value not in IMAGE_SIZES:
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, IMAGE_SIZES))}, got {value!r}")
+    return int(value)
 
 
 class FactorSampler(Protocol):

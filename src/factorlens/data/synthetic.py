@@ -15,11 +15,12 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from factorlens.data._progress import progress_enabled
-from factorlens.data.base import IMAGE_SIZE, ImageDataset
+from factorlens.data.base import IMAGE_SIZE, ImageDataset, image_size_option
 from factorlens.data.cache import cached_build
 from factorlens.data.handcrafted import handcrafted_factors
 from factorlens.data.loading import DATASETS, DatasetSpec, parse_options
@@ -182,12 +183,36 @@ def dataset_noise_seeds(seed: int, n: int) -> np.ndarray:
     return _splitmix64((_U64(seed) << _U64(32)) | np.arange(n, dtype=_U64))
 
 
+def resize_rendered(images: np.ndarray, masks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images and masks rendered at 64 px as ``size`` px: 32 by 2x2 area averages (masks >= 0.5), 128 by
+    bilinear interpolation (PIL; masks: each pixel doubled). 64 is returned as is."""
+    if size == IMAGE_SIZE:
+        return images, masks
+    if size == IMAGE_SIZE // 2:
+        n, c = images.shape[:2]
+        small = images.reshape(n, c, size, 2, size, 2).mean(axis=(3, 5))
+        mask_small = masks.reshape(len(masks), size, 2, size, 2).mean(axis=(2, 4)) >= 0.5
+        return np.rint(small).astype(np.uint8), mask_small.astype(np.uint8)
+    if size == IMAGE_SIZE * 2:
+        big = np.stack([
+            np.stack([np.asarray(Image.fromarray(channel).resize((size, size), Image.Resampling.BILINEAR))
+                      for channel in image])
+            for image in images
+        ])
+        return big, masks.repeat(2, axis=1).repeat(2, axis=2)
+    raise ConfigError(f"synthetic-lesions renders at 32, 64 or 128 px, not {size}")
+
+
 class SyntheticLesionSampler:
-    """The generative model of ``synthetic-lesions`` (implements ``FactorSampler``)."""
+    """The generative model of ``synthetic-lesions`` (implements ``FactorSampler``); ``size`` 32 or 128
+    resizes what it renders at 64 px (:func:`resize_rendered`)."""
 
     factor_names: list[str] = list(FACTOR_NAMES)
     factor_sizes: list[int] = list(FACTOR_SIZES)
     class_names: list[str] = list(ISIC_CLASS_NAMES)
+
+    def __init__(self, size: int = IMAGE_SIZE) -> None:
+        self.size = size
 
     def class_level_probabilities(self) -> np.ndarray:
         """``float64 [7, K, max_levels]``: p(level of factor k | class c), zero-padded past each size."""
@@ -237,7 +262,8 @@ class SyntheticLesionSampler:
     def render_with_masks(
         self, factors: np.ndarray, noise_seeds: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Images ``uint8 [n, 3, 64, 64]`` and exact lesion masks ``uint8 [n, 64, 64]`` (0/1)."""
+        """Images ``uint8 [n, 3, S, S]`` and exact lesion masks ``uint8 [n, S, S]`` (0/1), S = ``self.size``
+        (the masks are exact at 64 px)."""
         factors = self._check_factors(factors)
         if noise_seeds is None:
             flat = np.ravel_multi_index(factors.T, FACTOR_SIZES).astype(_U64)
@@ -250,7 +276,7 @@ class SyntheticLesionSampler:
         for start in range(0, len(factors), _RENDER_CHUNK):
             chunk = slice(start, start + _RENDER_CHUNK)
             images[chunk], masks[chunk] = _render_chunk(factors[chunk], noise_seeds[chunk])
-        return images, masks
+        return resize_rendered(images, masks, self.size)
 
     @staticmethod
     def _check_factors(factors: np.ndarray) -> np.ndarray:
@@ -326,8 +352,12 @@ def allocate_class_counts(n: int) -> np.ndarray:
     return counts
 
 
-def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool = False) -> ImageDataset:
-    """Generate ``synthetic-lesions:n=N,seed=S`` (no cache). Deterministic in ``(n, seed)``."""
+def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool = False,
+                               size: int = IMAGE_SIZE) -> ImageDataset:
+    """Generate ``synthetic-lesions:n=N,seed=S[,size=32|128]`` (no cache). Deterministic in ``(n, seed)``.
+
+    Images are rendered at 64 px and resized to ``size`` (:func:`resize_rendered`); factors, labels and the
+    handcrafted factors (measured on the 64 px masks) do not depend on ``size``."""
     if n < 1:
         raise ConfigError(f"synthetic-lesions option n must be >= 1, got {n}")
     if seed < 0:
@@ -337,19 +367,20 @@ def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool 
     labels = rng.permutation(np.repeat(np.arange(len(ISIC_CLASS_NAMES)), allocate_class_counts(n)))
     factors = sampler.sample_factors_for_classes(labels, rng)
     noise_seeds = dataset_noise_seeds(seed, n)
-    images = np.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    masks = np.empty((n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    images = np.empty((n, 3, size, size), dtype=np.uint8)
+    masks = np.empty((n, size, size), dtype=np.uint8)
     handcrafted = np.empty((n, 3), dtype=np.float64)
     bar = tqdm(total=n, desc="synthetic-lesions", unit="img", disable=not progress_enabled(progress))
     with bar:
         for start in range(0, n, _RENDER_CHUNK):
             chunk = slice(start, min(start + _RENDER_CHUNK, n))
-            images[chunk], masks[chunk] = sampler.render_with_masks(factors[chunk], noise_seeds[chunk])
-            handcrafted[chunk] = [handcrafted_factors(mask) for mask in masks[chunk]]
+            rendered, full = sampler.render_with_masks(factors[chunk], noise_seeds[chunk])
+            images[chunk], masks[chunk] = resize_rendered(rendered, full, size)
+            handcrafted[chunk] = [handcrafted_factors(mask) for mask in full]
             bar.update(chunk.stop - chunk.start)
     return ImageDataset(
         name="synthetic-lesions",
-        spec=f"synthetic-lesions:n={n},seed={seed}",
+        spec=f"synthetic-lesions:n={n},seed={seed}" + ("" if size == IMAGE_SIZE else f",size={size}"),
         images=images,
         ids=[str(i) for i in range(n)],
         labels=labels.astype(np.int64),
@@ -360,7 +391,7 @@ def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool 
         handcrafted=handcrafted,
         masks=masks,
         groups=np.arange(n, dtype=np.int64),
-        sampler=sampler,
+        sampler=SyntheticLesionSampler(size),
         notes={"empty_masks": int(np.isnan(handcrafted[:, 0]).sum())},
     )
 
@@ -371,18 +402,22 @@ class SyntheticLesionsOptions:
 
     n: int = option(10015, integer(1), "number of images (HAM10000's size by default)")
     seed: int = option(0, integer(0), "seed of the factors and the rendering noise")
+    size: int = option(IMAGE_SIZE, image_size_option,
+                       "image side: 64 (rendered), 32 (2x2 area averages) or 128 (bilinear)")
 
 
 @DATASETS.register("synthetic-lesions")
 def load_synthetic_lesions(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> ImageDataset:
     """``synthetic-lesions[:n=10015,seed=0]``, cached on disk after the first generation."""
     options = parse_options(spec, SyntheticLesionsOptions)
-    n, seed = options.n, options.seed
+    n, seed, size = options.n, options.seed, options.size
+    # the 64 px key is the one from before the size option (its caches stay valid)
+    sized = {} if size == IMAGE_SIZE else {"size": size}
     dataset = cached_build(
         "synthetic-lesions",
-        {"source": "synthetic-lesions", "n": n, "seed": seed},
+        {"source": "synthetic-lesions", "n": n, "seed": seed, **sized},
         spec.raw,
-        lambda: generate_synthetic_lesions(n, seed, progress=progress),
+        lambda: generate_synthetic_lesions(n, seed, progress=progress, size=size),
     )
-    dataset.sampler = SyntheticLesionSampler()
+    dataset.sampler = SyntheticLesionSampler(size)
     return dataset

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from factorlens.data.base import ImageDataset
+from factorlens.data.base import ImageDataset, image_size_option
 from factorlens.data.cache import cached_build, file_fingerprint
 from factorlens.data.handcrafted import handcrafted_factors
 from factorlens.data.loading import DatasetSpec, existing_path, parse_options
@@ -42,7 +42,6 @@ from factorlens.errors import ConfigError, DataError
 from factorlens.schema import as_dict, choice, integer, number, option
 
 MEDICAL_EXTRA = "medical"
-IMAGE_SIZES = (32, 64, 128)
 # The format of the slice arrays: bump when slicing, orientation, intensity or resampling changes.
 SLICING_VERSION = 1
 
@@ -59,12 +58,6 @@ def require(module: str, dataset: str) -> Any:
 
 
 # --- options ---------------------------------------------------------------------------------------------
-
-
-def image_size(value: Any, where: str) -> int:
-    if isinstance(value, bool) or value not in IMAGE_SIZES:
-        raise ConfigError(f"{where} must be one of {', '.join(map(str, IMAGE_SIZES))}, got {value!r}")
-    return int(value)
 
 
 def _axis(value: Any, where: str) -> int:
@@ -116,7 +109,7 @@ class VolumeOptions:
     axis: int = option(2, _axis, "voxel axis to slice along after RAS reorientation (0 sagittal, 1 coronal, "
                                  "2 axial)")
     every: int = option(1, integer(1), "keep every k-th slice")
-    size: int = option(64, image_size, "output image side in pixels: 32, 64 or 128")
+    size: int = option(64, image_size_option, "output image side in pixels: 32, 64 or 128")
     window: list | None = option(None, _window, "intensity window low,high in raw units (HU for CT), "
                                                 "e.g. -1000,400; default: per-volume percentiles")
     percentiles: list = option([0.5, 99.5], _percentiles, "percentile clipping when no window is given")
