@@ -155,7 +155,7 @@ def test_class_frequencies_and_shifts():
 
 
 def test_bad_options_are_config_errors():
-    with pytest.raises(ConfigError, match=r"unknown key synthetic-lesions\.colour .*; allowed: n, seed, size"):
+    with pytest.raises(ConfigError, match=r"unknown key synthetic-lesions\.colour .*allowed: n, seed, size"):
         load_dataset("synthetic-lesions:colour=3", progress=False)
     with pytest.raises(ConfigError, match=r"synthetic-lesions\.size in .* must be one of 32, 64, 128, got 3"):
         load_dataset("synthetic-lesions:size=3", progress=False)
