@@ -57,10 +57,13 @@ def test_bad_exports_are_refused_with_one_line(tmp_path, capsys):
     with pytest.raises(DataError, match="is not a factorlens dataset export"):
         load_dataset(f"npz:{plain}", progress=False)
     dataset = load_dataset(SPEC, progress=False)
-    dataset.images = dataset.images[:, :, :32, :32].copy()
+    dataset.images = dataset.images[:, :, :32, :32].copy()  # 32 px: a size the networks build
     small = export_dataset(dataset, tmp_path / "small.npz")
-    with pytest.raises(DataError, match=r"images must be uint8 \[N, C, 64, 64\]"):
-        load_dataset(f"npz:{small}", progress=False)
+    np.testing.assert_array_equal(load_dataset(f"npz:{small}", progress=False).images, dataset.images)
+    dataset.images = dataset.images[:, :, :32, :30].copy()
+    odd = export_dataset(dataset, tmp_path / "odd.npz")
+    with pytest.raises(DataError, match=r"images must be uint8 \[N, C, S, S\] \(S = 32, 64 or 128\)"):
+        load_dataset(f"npz:{odd}", progress=False)
     assert main(["data", "export", SPEC, "--out", str(tmp_path / "x.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --out") and not (tmp_path / "x.txt").exists()

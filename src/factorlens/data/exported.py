@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from factorlens.data.base import IMAGE_SIZE, ImageDataset
+from factorlens.data.base import IMAGE_SIZE, IMAGE_SIZES, ImageDataset
 from factorlens.data.cache import save_dataset
 from factorlens.data.dsprites import exact_mig_factors
 from factorlens.data.loading import DATASETS, DatasetSpec
@@ -143,12 +143,10 @@ def load_exported(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> Image
             reason = f"no {error.args[0]!r} entry"
         raise DataError(f"{path} is not a factorlens dataset export ({reason})") from None
     n = len(ids)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n or images.shape[2:] != (
-        IMAGE_SIZE,
-        IMAGE_SIZE,
-    ):
+    square = images.ndim == 4 and images.shape[2] == images.shape[3] and images.shape[2] in IMAGE_SIZES
+    if images.dtype != np.uint8 or not square or images.shape[0] != n:
         raise DataError(
-            f"{path}: images must be uint8 [N, C, {IMAGE_SIZE}, {IMAGE_SIZE}] with one id each, "
+            f"{path}: images must be uint8 [N, C, S, S] (S = 32, 64 or 128) with one id each, "
             f"got {images.dtype} {list(images.shape)} for {n} ids"
         )
     for field_name in _OPTIONAL:
