@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,11 +15,17 @@ import pytest
 import torch
 
 import factorlens.training
+from factorlens.config import DataConfig, ModelSection, RunConfig
 from factorlens.data import load_dataset, to_float
 from factorlens.metrics.mig import mig_handcrafted
 from factorlens.models.base import LatentModel
 
 SPEC = "synthetic-lesions:n=160"
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    """The fake runs' model options (none)."""
 
 
 class PoolingModel(LatentModel):
@@ -60,8 +67,8 @@ def fake_runs(monkeypatch, dataset, tmp_path: Path, models: dict[str, int], *, d
         path = tmp_path / name
         path.mkdir()
         served = data if data is not None else dataset
-        runs[str(path)] = SimpleNamespace(path=path, config=SimpleNamespace(data=SimpleNamespace(spec=SPEC)),
-                                          split=split,
+        config = RunConfig(model=ModelSection(name, None, PoolingConfig()), data=DataConfig(spec=SPEC))
+        runs[str(path)] = SimpleNamespace(path=path, config=config, split=split,
                                           model=PoolingModel(seed), model_name=name, iteration=7,
                                           load_dataset=lambda progress=False, served=served: served)
     monkeypatch.setattr(factorlens.training, "load_run", lambda p: runs[str(p)])

@@ -21,6 +21,7 @@ from factorlens.metrics.mig import mig, mig_handcrafted, mig_pathology
 from factorlens.metrics.mig_exact import mig_exact
 from factorlens.metrics.vp import DecodeFn, sefa_axes, vp_score
 from factorlens.registry import Registry
+from factorlens.schema import boolean, choice, integer, option
 
 
 @dataclass
@@ -58,25 +59,27 @@ class EvaluationInputs:
     first_layer_weight: np.ndarray | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluationOptions:
-    """Knobs of :func:`evaluate_codes` (defaults follow the paper and disentanglement_lib)."""
+    """Knobs of :func:`evaluate_codes` (defaults follow the paper and disentanglement_lib); checked by the
+    one option parser when built with :func:`factorlens.schema.parse`."""
 
-    seed: int = 0
-    bins: int = 20
-    nmi_seeds: int = 10
-    folds: int = 10
-    dci_model: str = "gbt"
-    num_train: int = 10_000
-    num_test: int = 5_000
-    interventional: bool = False
-    interventional_train: int = 10_000
-    interventional_eval: int = 5_000
-    exact_mig: bool = False
-    exact_mig_samples: int = 10_000
-    vp: bool = False
-    vp_pairs: int = 10_000
-    vp_axes: str = "identity"  # or "sefa": Song et al.'s SeFa re-parametrisation of the first layer
+    seed: int = option(0, integer(0), "seed of every randomised metric")
+    bins: int = option(20, integer(2), "histogram bins of the binned MI estimators")
+    nmi_seeds: int = option(10, integer(1), "GMM realisations of NMI (the paper's 10)")
+    folds: int = option(10, integer(2), "cross-validation folds of the few-label accuracy")
+    dci_model: str = option("gbt", choice("gbt", "random-forest"), "DCI importance model")
+    num_train: int = option(10_000, integer(2), "training points of DCI / SAP")
+    num_test: int = option(5_000, integer(1), "test points of DCI / SAP")
+    interventional: bool = option(False, boolean, "compute the FactorVAE / BetaVAE scores (slow)")
+    interventional_train: int = option(10_000, integer(2), "votes / points of the interventional scores")
+    interventional_eval: int = option(5_000, integer(1), "evaluation votes / points of those scores")
+    exact_mig: bool = option(False, boolean, "compute Chen et al.'s exact MIG (slow; full factor grid)")
+    exact_mig_samples: int = option(10_000, integer(2), "Monte Carlo samples of exact MIG")
+    vp: bool = option(False, boolean, "compute the VP score (trains a small CNN)")
+    vp_pairs: int = option(10_000, integer(2), "decoded image pairs of the VP score")
+    vp_axes: str = option("identity", choice("identity", "sefa"),
+                          "axes the VP pairs vary along: the code's own, or the SeFa axes (Song et al.)")
 
 
 @dataclass

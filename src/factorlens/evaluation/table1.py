@@ -31,6 +31,7 @@ from factorlens.evaluation.compare import run_provenance, write_seed_results
 from factorlens.evaluation.images import evaluation_images
 from factorlens.evaluation.posterior import ENCODE_BATCH, encode_images, evaluating
 from factorlens.metrics.interventional import EncodeFn
+from factorlens.schema import parse
 
 # Paper row names (Table 1) for the model registry names.
 PAPER_ROW_NAMES = {
@@ -79,7 +80,8 @@ def relative_change(rows: Sequence[TableRow], baseline_model: str = BASELINE_MOD
 def _columns(rows: Sequence[TableRow]) -> list[str]:
     # The paper's five columns always; an extra column only when some row has a value for it.
     paper = ["mig_p", "mig_hf", "psnr", "nmi", "acc"]
-    extras = [n for n in TABLE_ORDER if n not in paper and any(r.metrics[n].value is not None for r in rows)]
+    extras = [n for n in TABLE_ORDER
+              if n not in paper and any(n in r.metrics and r.metrics[n].value is not None for r in rows)]
     return paper + extras
 
 
@@ -270,7 +272,7 @@ def evaluate_runs(
 
     if not run_paths:
         raise DataError("evaluate needs at least one run directory")
-    options = EvaluationOptions(
+    options = parse(EvaluationOptions, dict(
         seed=seed,
         dci_model=dci_model,
         interventional=interventional,
@@ -281,7 +283,7 @@ def evaluate_runs(
         vp=vp,
         vp_pairs=vp_pairs,
         vp_axes=vp_axes,
-    )
+    ), where="evaluate_runs()", prefix="evaluate")
     datasets: dict[str, object] = {}  # spec -> dataset, loaded once for runs sharing it
     rows, run_records = [], []
     for run_path in run_paths:
