@@ -79,17 +79,21 @@ def test_hand_ddim_chain_equals_monai_scheduler(model: DDPM) -> None:
 
     steps = 5
     x_t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ours = ddim_sample(model.eps_fn(), x_t, model.alphas_cumprod, steps)
-        scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="linear_beta", clip_sample=False)
-        scheduler.set_timesteps(steps)
-        scheduler.timesteps = torch.tensor(ddim_timesteps(1000, steps))  # the same chain ("leading")
-        x = x_t
-        for t in scheduler.timesteps:
-            eps = model.unet(x, torch.full((2,), int(t), dtype=torch.long))
-            x, _ = scheduler.step(eps, int(t), x)
-    torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-5)
-    assert float((ours - x_t).abs().mean()) > 0.1  # the chain did move the sample
+    chains = []
+    for clip in (False, True):
+        with torch.no_grad():
+            ours = ddim_sample(model.eps_fn(), x_t, model.alphas_cumprod, steps, clip=clip)
+            scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="linear_beta", clip_sample=clip)
+            scheduler.set_timesteps(steps)
+            scheduler.timesteps = torch.tensor(ddim_timesteps(1000, steps))  # the same chain ("leading")
+            x = x_t
+            for t in scheduler.timesteps:
+                eps = model.unet(x, torch.full((2,), int(t), dtype=torch.long))
+                x, _ = scheduler.step(eps, int(t), x)
+        torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-5)
+        assert float((ours - x_t).abs().mean()) > 0.1  # the chain did move the sample
+        chains.append(ours)
+    assert float((chains[0] - chains[1]).abs().max()) > 1e-3  # clipping acted
 
 
 def test_ddim_deterministic_and_zero_shift_is_bit_identical(model: DDPM) -> None:

@@ -128,7 +128,7 @@ class DiffusionAdapter(GeneratorAdapter):
         for chunk in torch.split(noise, batch_size):
             captured: list[torch.Tensor] = []
             ddim_sample(self.model.eps_fn(capture=captured), chunk, self.model.alphas_cumprod,
-                        self.ddim_steps)
+                        self.ddim_steps, clip=self.model.config.clip_sample)
             steps = [h.flatten(1) for h, keep in zip(captured, kept, strict=True) if keep]
             out.append(torch.stack(steps, dim=1))
         return torch.cat(out)

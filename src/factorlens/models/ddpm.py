@@ -62,6 +62,8 @@ class DDPMConfig:
                            "β schedule: linear 1e-4..0.02 (Ho et al.) or cosine (Nichol & Dhariwal)")
     timesteps: int = option(1000, integer(2), "diffusion timesteps T")
     sample_steps: int = option(50, integer(1), "DDIM steps of decode/encode (sampling, inversion)")
+    clip_sample: bool = option(True, boolean, "clamp x̂₀ to [-1, 1] in each DDIM sampling step (MONAI's and "
+                                              "diffusers' default); inversion never clips")
 
     def unet_args(self) -> dict[str, Any]:
         """The ``DiffusionModelUNet`` constructor arguments (besides spatial_dims and channels in/out)."""
@@ -154,7 +156,7 @@ class DDPM(LatentModel):
         """DDIM (η = 0) from ``x_T [B, C, R, R]``; images in [0, 1] ``[B, C, R, R]`` (clamped)."""
         steps = self.config.sample_steps if steps is None else steps
         x0 = ddim_sample(self.eps_fn(shift, t_edit=t_edit), x_T, self.alphas_cumprod, steps,
-                         checkpointed=checkpointed)
+                         checkpointed=checkpointed, clip=self.config.clip_sample)
         return ((x0.clamp(-1.0, 1.0) + 1.0) * 0.5)
 
     def invert(self, images: torch.Tensor, *, steps: int | None = None) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """DDPM noise schedules and deterministic DDIM sampling / inversion for ε-prediction U-Nets.
 
 The β schedules are MONAI's (``monai.networks.schedulers``: ``linear_beta`` from 1e-4 to 0.02, or
-Nichol & Dhariwal's ``cosine``); the DDIM step is written out here (Song et al. 2021, Eq. 12 with η = 0,
-no clipping of x̂₀) so that one step is one plain function of tensors, which per-step gradient
-checkpointing and the h-space hook need. ``tests/test_ddpm.py`` checks that a whole chain of these
-steps equals MONAI's ``DDIMScheduler.step`` on the same timesteps.
+Nichol & Dhariwal's ``cosine``); the DDIM step is written out here (Song et al. 2021, Eq. 12 with η = 0;
+x̂₀ optionally clamped to [-1, 1] like MONAI's ``clip_sample``, never in inversion) so that one step is
+one plain function of tensors, which per-step gradient checkpointing and the h-space hook need.
+``tests/test_ddpm.py`` checks that a whole chain of these steps equals MONAI's ``DDIMScheduler.step`` on
+the same timesteps, with and without clipping.
 
 Timesteps ("leading" spacing, as MONAI's ``prev_timestep``): with ``n`` steps out of ``T`` the chain
 visits ``t_k = k * (T // n)`` for ``k = n-1 .. 0``; a step goes from ``t`` to ``t - T // n`` and the last
@@ -50,9 +51,12 @@ def ddim_timesteps(num_train: int, steps: int) -> list[int]:
 
 
 def ddim_step(x: torch.Tensor, eps: torch.Tensor, alpha_t: torch.Tensor,
-              alpha_next: torch.Tensor) -> torch.Tensor:
-    """One deterministic DDIM update from ᾱ = ``alpha_t`` to ᾱ = ``alpha_next`` (either direction)."""
+              alpha_next: torch.Tensor, *, clip: bool = False) -> torch.Tensor:
+    """One deterministic DDIM update from ᾱ = ``alpha_t`` to ᾱ = ``alpha_next`` (either direction);
+    ``clip``: clamp x̂₀ to [-1, 1] first (ε̂ kept as predicted, as MONAI's ``clip_sample``)."""
     x0 = (x - (1.0 - alpha_t).sqrt() * eps) / alpha_t.sqrt()
+    if clip:
+        x0 = x0.clamp(-1.0, 1.0)
     return alpha_next.sqrt() * x0 + (1.0 - alpha_next).sqrt() * eps
 
 
@@ -61,9 +65,10 @@ def _alpha(acp: torch.Tensor, t: int) -> torch.Tensor:
 
 
 def ddim_sample(eps_fn: EpsFn, x_t: torch.Tensor, acp: torch.Tensor, steps: int, *,
-                checkpointed: bool = False) -> torch.Tensor:
+                checkpointed: bool = False, clip: bool = False) -> torch.Tensor:
     """x_T -> x_0 by ``steps`` deterministic DDIM steps (η = 0). ``checkpointed``: each step under
-    ``torch.utils.checkpoint`` (activations recomputed in backward; same gradients, less memory)."""
+    ``torch.utils.checkpoint`` (activations recomputed in backward; same gradients, less memory);
+    ``clip``: x̂₀ clamped to [-1, 1] in every step."""
     num_train = acp.shape[0]
     ratio = num_train // steps
     acp = acp.to(x_t.device)
@@ -72,7 +77,7 @@ def ddim_sample(eps_fn: EpsFn, x_t: torch.Tensor, acp: torch.Tensor, steps: int,
         def one(x_in: torch.Tensor, t: int = t, index: int = index) -> torch.Tensor:
             tb = torch.full((x_in.shape[0],), t, device=x_in.device, dtype=torch.long)
             eps = eps_fn(x_in, tb, index).to(x_in.dtype)
-            return ddim_step(x_in, eps, _alpha(acp, t), _alpha(acp, t - ratio))
+            return ddim_step(x_in, eps, _alpha(acp, t), _alpha(acp, t - ratio), clip=clip)
 
         x = checkpoint(one, x, use_reentrant=False) if checkpointed else one(x)
     return x
