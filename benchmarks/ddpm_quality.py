@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--hspace-ddim-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
+    parser.add_argument("--raw", action="store_true", help="the raw weights (model.safetensors), not the EMA")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,7 +56,12 @@ def main() -> None:
     oracle = ORACLES.get("synthetic-lesions")
     run = load_run(args.run)
     model = run.model
-    result: dict = {"run": str(args.run), "iteration": run.iteration, "machine": machine_line(),
+    if args.raw:
+        from factorlens.training.rundir import latest_checkpoint, load_weights
+
+        load_weights(model, latest_checkpoint(run.path))
+    result: dict = {"run": str(args.run), "iteration": run.iteration, "weights": "raw" if args.raw else "ema",
+                    "machine": machine_line(),
                     "threads": args.threads, "load_average_start": os.getloadavg()}
     started = time.perf_counter()
     samples = generate(model, args.samples, steps=args.sample_steps, seed=0).numpy()
@@ -70,7 +76,8 @@ def main() -> None:
         cols = 8
         rows = len(grid) // cols
         save_grid(grid[: rows * cols].reshape(rows, cols, *grid.shape[1:]), args.grid, scale=2,
-                  title=f"ddpm iteration {run.iteration}: DDIM {args.sample_steps} steps, seed 0")
+                  title=f"ddpm iteration {run.iteration} ({result['weights']} weights): DDIM "
+                        f"{args.sample_steps} steps, seed 0")
     train_idx = np.asarray(run.split["train"])
     chosen = np.sort(np.random.default_rng(0).choice(train_idx, size=min(args.samples, len(train_idx)),
                                                      replace=False))
