@@ -275,6 +275,15 @@ def test_explain_cli_writes_a_direction_set(tmp_path, capsys, tiny_vae_run):
     dirs = DirectionSet.load(out)
     assert dirs.method == "explain" and dirs.matrix.shape == (2, 4)
     assert (out / "counterfactuals.png").is_file() and (out / "delta_p.png").is_file()
+    # the report's directions section shows the explanation (written under RUN/directions/ by default)
+    from factorlens.viz.report import directions_html
+
+    run_copy = tmp_path / "run"
+    (run_copy / "directions").mkdir(parents=True)
+    (run_copy / "directions" / "explain-MEL").symlink_to(out)
+    html, toc = directions_html(run_copy, "r")
+    assert "Directions: explain-MEL (explain)" in toc[0][1] and "flip fraction" in html
+    assert f"{report['selected'][0]['flip_fraction']:.3f}" in html
 
 
 def test_classifier_cli_bad_class_is_one_line(tmp_path, capsys):

@@ -40,6 +40,15 @@ def source_images_of(dataset, indices: np.ndarray, *, source: str | None, target
     return dataset.images[indices[keep]]
 
 
+def posterior_adapter(run):
+    """The run's generator with its aggregate posterior: encoder means of (up to 4,096) training images."""
+    from factorlens.directions import GeneratorAdapter
+
+    train_images = run.images("train")
+    rows = np.sort(np.random.default_rng(0).permutation(len(train_images))[:POSTERIOR_SAMPLE])
+    return GeneratorAdapter.from_model(run.model, train_images[rows])
+
+
 def explain_run(
     run_path: Path,
     classifier_path: Path,
@@ -81,9 +90,7 @@ def explain_run(
     if has_encoder and options.codes != "prior":
         chosen = evaluation_images(run, data_spec, split=None if data_spec else "test")
         source_images = source_images_of(chosen.dataset, chosen.indices, source=source, target=target)
-        train_images = run.images("train")
-        rows = np.sort(np.random.default_rng(0).permutation(len(train_images))[:POSTERIOR_SAMPLE])
-        adapter = GeneratorAdapter.from_model(model, train_images[rows])
+        adapter = posterior_adapter(run)
         dataset_name = chosen.dataset.name
     else:
         adapter = GeneratorAdapter.from_model(model)

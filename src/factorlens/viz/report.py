@@ -207,6 +207,11 @@ def directions_html(run_path: Path, run_anchor: str) -> tuple[str, list[tuple[st
         if (folder / SCORES_FILE).is_file():
             scores = json.loads((folder / SCORES_FILE).read_text(encoding="utf-8"))
             parts.append(table_html(["score", "value"], flatten_scores(scores)))
+        if (folder / "explanation.json").is_file():  # factorlens explain (docs/explain.md)
+            from factorlens.explain.report import explanation_rows
+
+            header, rows = explanation_rows(json.loads((folder / "explanation.json").read_text("utf-8")))
+            parts.append(table_html(header, rows))
     return "".join(parts), toc
 
 
