@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--hspace-ddim-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
+    parser.add_argument("--closed-form", action="store_true",
+                        help="score hspace-pca and random (K = 6) with the oracle (--score-codes base codes)")
+    parser.add_argument("--score-codes", type=int, default=8)
     parser.add_argument("--raw", action="store_true", help="the raw weights (model.safetensors), not the EMA")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -95,6 +98,28 @@ def main() -> None:
         result["inversion"] = {"n": args.invert, "ddim_steps": args.invert_steps, "psnr_db": score.score,
                                "psnr_min_db": float(score.per_image.min()),
                                "seconds": round(time.perf_counter() - started, 1)}
+    if args.closed_form:
+        from factorlens.directions import GeneratorAdapter, discover_directions
+        from factorlens.directions.scores import score_directions
+
+        adapter = GeneratorAdapter.from_model(model, None)
+        for method in ("hspace-pca", "random"):
+            started = time.perf_counter()
+            directions = discover_directions(adapter, method, k=6, seed=0)
+            scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
+                                      num_codes=args.score_codes, seed=0)
+            with torch.no_grad():
+                base = adapter.sample_base(args.score_codes, torch.Generator().manual_seed(1))
+                shift = torch.as_tensor(directions.shift_vectors()).float()
+                codes = (base[None] + 3.0 * shift[:, None]).reshape(-1, adapter.latent_dim)
+                shifted = adapter.decode_batched(codes, 64).numpy()
+            rho = np.round(scores.matched_rho, 3).tolist()
+            shifted_found = found(oracle.read(shifted), min_darkness=args.min_darkness)
+            result[method] = {
+                "k": 6, "ddim_steps": adapter.ddim_steps, "score_codes": args.score_codes,
+                "matched_abs_spearman": dict(zip(scores.factor_names, rho, strict=True)),
+                "direction_mig": scores.direction_mig, "found_rate_at_shift_3": float(shifted_found.mean()),
+                "extras": directions.extras, "seconds": round(time.perf_counter() - started, 1)}
     if args.hspace_steps > 0:
         from factorlens.directions import GeneratorAdapter, discover_directions
         from factorlens.directions.scores import rca_comparison
