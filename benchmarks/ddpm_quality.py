@@ -28,6 +28,16 @@ def found(readings: np.ndarray, *, min_darkness: float) -> np.ndarray:
     return ok & (darkness >= min_darkness) & (area >= 0.005) & (area <= 0.5)
 
 
+def found_rate_at_shift(adapter, directions, oracle, *, n: int, shift: float, min_darkness: float) -> float:
+    """Found-rate over ``n`` base codes shifted by ``shift`` h-std units along every direction."""
+    with torch.no_grad():
+        base = adapter.sample_base(n, torch.Generator().manual_seed(1))
+        vectors = torch.as_tensor(directions.shift_vectors()).float()
+        codes = (base[None] + shift * vectors[:, None]).reshape(-1, adapter.latent_dim)
+        images = adapter.decode_batched(codes, 64).numpy()
+    return float(found(oracle.read(images), min_darkness=min_darkness).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
@@ -108,17 +118,13 @@ def main() -> None:
             directions = discover_directions(adapter, method, k=6, seed=0)
             scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
                                       num_codes=args.score_codes, seed=0)
-            with torch.no_grad():
-                base = adapter.sample_base(args.score_codes, torch.Generator().manual_seed(1))
-                shift = torch.as_tensor(directions.shift_vectors()).float()
-                codes = (base[None] + 3.0 * shift[:, None]).reshape(-1, adapter.latent_dim)
-                shifted = adapter.decode_batched(codes, 64).numpy()
             rho = np.round(scores.matched_rho, 3).tolist()
-            shifted_found = found(oracle.read(shifted), min_darkness=args.min_darkness)
+            rate = found_rate_at_shift(adapter, directions, oracle, n=args.score_codes, shift=3.0,
+                                       min_darkness=args.min_darkness)
             result[method] = {
                 "k": 6, "ddim_steps": adapter.ddim_steps, "score_codes": args.score_codes,
                 "matched_abs_spearman": dict(zip(scores.factor_names, rho, strict=True)),
-                "direction_mig": scores.direction_mig, "found_rate_at_shift_3": float(shifted_found.mean()),
+                "direction_mig": scores.direction_mig, "found_rate_at_shift_3": rate,
                 "extras": directions.extras, "seconds": round(time.perf_counter() - started, 1)}
     if args.hspace_steps > 0:
         from factorlens.directions import GeneratorAdapter, discover_directions
@@ -132,13 +138,9 @@ def main() -> None:
             entry: dict = {"k": 6, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
                            "realism_weight": realism, "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
-            with torch.no_grad():  # found-rate at the largest traversal shift (+3 h-std units)
-                base = adapter.sample_base(32, torch.Generator().manual_seed(1))
-                shift = torch.as_tensor(directions.shift_vectors()).float()
-                codes = (base[None] + 3.0 * shift[:, None]).reshape(-1, adapter.latent_dim)
-                shifted = adapter.decode_batched(codes, 64).numpy()
-            entry["found_rate_at_shift_3"] = float(found(oracle.read(shifted),
-                                                         min_darkness=args.min_darkness).mean())
+            # found-rate at the largest traversal shift (+3 h-std units)
+            entry["found_rate_at_shift_3"] = found_rate_at_shift(adapter, directions, oracle, n=32, shift=3.0,
+                                                                 min_darkness=args.min_darkness)
             if args.rca_steps > 0:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
                                               batch_size=16)
