@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,12 @@ def two_class_lesions(factor: str, n: int, seed: int):
 
 def run_factor(factor: str, args) -> dict:
     from factorlens.directions.oracle import ORACLES
-    from factorlens.explain.classifier import ClassifierOptions, save_classifier, train_classifier
+    from factorlens.explain.classifier import (
+        ClassifierOptions,
+        load_classifier,
+        save_classifier,
+        train_classifier,
+    )
     from factorlens.explain.pipeline import ExplainOptions, explain, write_explanation
     from factorlens.explain.run import posterior_adapter
     from factorlens.training import load_run
@@ -70,8 +76,16 @@ def run_factor(factor: str, args) -> dict:
     images, labels = two_class_lesions(factor, args.n, args.seed)
     names = [f"low_{factor}", f"high_{factor}"]
     options = ClassifierOptions(epochs=args.epochs, seed=args.seed)
-    classifier, report = train_classifier(images, labels, names, options, progress=False)
-    save_classifier(classifier, out / "classifier", options=options, extra={"data": f"two-class {factor}"})
+    data = f"two-class {factor} n={args.n} seed={args.seed}"
+    saved = out / "classifier" / "classifier.json"
+    if saved.is_file() and json.loads(saved.read_text())["data"] == data and json.loads(
+        saved.read_text()
+    )["options"] == asdict(options):  # deterministic: reuse the classifier of an earlier run
+        classifier = load_classifier(out / "classifier")
+        report = classifier.meta["training"]
+    else:
+        classifier, report = train_classifier(images, labels, names, options, progress=False)
+        save_classifier(classifier, out / "classifier", options=options, extra={"data": data})
     classifier_s = time.perf_counter() - started
     run = load_run(args.run)
     adapter = posterior_adapter(run)
@@ -105,6 +119,8 @@ def run_factor(factor: str, args) -> dict:
                                                              "flip_fraction")},
         "random_flip_p95": first.report["random"]["flip_fraction_p95"],
         "random_flip_mean": first.report["random"]["flip_fraction_mean"],
+        "random_active_flip_p95": first.report["random_active"]["flip_fraction_p95"],
+        "active_dim": first.report["active_dim"],
         "moved_most": None if top is None else top["oracle"]["moved_most"],
         "ratio_to_next": None if top is None else top["oracle"]["ratio_to_next"],
         "effect": None if top is None else dict(

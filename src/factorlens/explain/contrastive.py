@@ -44,14 +44,24 @@ class ContrastiveOptions:
     hidden: int = option(256, integer(8), "width of the MLP edit and of the projector's hidden layer")
     projection: int = option(128, integer(2), "projector output dimension")
     pool: int = option(16, integer(1), "decoder features: activations average-pooled to pool x pool")
+    active_threshold: float = option(
+        0.01,
+        number(lo=0, hi=1.0001),
+        "directions live in the aggregate posterior's principal axes with variance >= this x the largest "
+        "(0 = the whole code space), as voynov's",
+    )
 
 
 class EditModels(nn.Module):
     """``K`` edit functions ``f_k: [B, d] -> [B, d]``; :meth:`unit` returns their normalised edits."""
 
-    def __init__(self, k: int, dim: int, kind: str, hidden: int = 256) -> None:
+    def __init__(
+        self, k: int, dim: int, kind: str, hidden: int = 256, basis: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.kind, self.k, self.dim = kind, k, dim
+        # [m, d] orthonormal rows: edits are projected onto their span (the active subspace)
+        self.register_buffer("basis", torch.eye(dim) if basis is None else basis.float().clone())
         if kind == "fixed":
             self.vectors = nn.Parameter(torch.randn(k, dim))
         elif kind == "linear":
@@ -76,6 +86,7 @@ class EditModels(nn.Module):
             raw = self.vectors[:, None, :].expand(self.k, len(z), self.dim)
         else:
             raw = torch.stack([f(z) for f in self.maps])
+        raw = (raw @ self.basis.T) @ self.basis
         return raw / raw.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
@@ -116,7 +127,11 @@ def train_directions(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     dim = adapter.latent_dim
-    edits = EditModels(k, dim, options.edit, options.hidden)
+    from factorlens.directions.voynov import active_basis
+
+    edits = EditModels(
+        k, dim, options.edit, options.hidden, basis=active_basis(adapter, options.active_threshold)
+    )
     covariance = adapter.base_covariance()
     if options.features == "latent":
         feature_dim = dim

@@ -146,6 +146,33 @@ def oracle_effects(
     return np.nan_to_num(effect)
 
 
+def random_baseline(
+    adapter, classifier, codes, base_probs, target_index, options, covariance, basis, progress
+):
+    """Flip fraction and mean delta-p of ``num_random`` random unit directions at the same alpha (posterior
+    sigmas along each); ``basis [m, d]`` restricts them to a subspace."""
+    rgen = torch.Generator().manual_seed(options.seed + 1)
+    rows = []
+    for _ in tqdm(range(options.num_random), desc="random", unit="dir", disable=not progress):
+        unit = torch.randn(adapter.latent_dim, generator=rgen)
+        if basis is not None:
+            unit = (unit @ basis.T) @ basis
+        unit = unit / unit.norm()
+        shifted = codes + options.alpha * posterior_sigma(unit, covariance) * unit
+        d, f = effect_table(base_probs, _probabilities(adapter, classifier, shifted)[None], target_index)
+        rows.append(_summary(d, f))
+    flips = np.array([r["flip_fraction"] for r in rows])
+    delta = np.array([r["mean_delta_p"] for r in rows])
+    return {
+        "num_random": options.num_random,
+        "space": "code" if basis is None else f"active subspace ({basis.shape[0]} dims)",
+        "flip_fraction_mean": float(flips.mean()) if len(flips) else None,
+        "flip_fraction_p95": float(np.percentile(flips, 95)) if len(flips) else None,
+        "mean_delta_p_mean": float(delta.mean()) if len(delta) else None,
+        "mean_delta_p_p95": float(np.percentile(delta, 95)) if len(delta) else None,
+    }
+
+
 def explain(
     adapter: GeneratorAdapter,
     classifier: Classifier,
@@ -218,25 +245,13 @@ def explain(
         max_directions=options.max_directions,
     )
 
-    # Random directions at the same alpha (posterior sigmas along each).
-    rgen = torch.Generator().manual_seed(options.seed + 1)
-    random_rows = []
-    for _ in tqdm(range(options.num_random), desc="random", unit="dir", disable=not progress):
-        unit = torch.randn(adapter.latent_dim, generator=rgen)
-        unit = unit / unit.norm()
-        shifted = codes + options.alpha * posterior_sigma(unit, covariance) * unit
-        d, f = effect_table(base_probs, _probabilities(adapter, classifier, shifted)[None], target_index)
-        random_rows.append(_summary(d, f))
-    random_flips = np.array([r["flip_fraction"] for r in random_rows])
-    random_delta = np.array([r["mean_delta_p"] for r in random_rows])
-    baseline = {
-        "num_random": options.num_random,
-        "flip_fraction_mean": float(random_flips.mean()) if len(random_flips) else None,
-        "flip_fraction_p95": float(np.percentile(random_flips, 95)) if len(random_flips) else None,
-        "mean_delta_p_mean": float(random_delta.mean()) if len(random_delta) else None,
-        "mean_delta_p_p95": float(np.percentile(random_delta, 95)) if len(random_delta) else None,
-    }
-
+    # Random directions at the same alpha: in the whole code space (the baseline) and, for reference, in
+    # the subspace the learned directions live in.
+    baseline = {}
+    for key, basis in (("random", None), ("random_active", edits.basis)):
+        baseline[key] = random_baseline(
+            adapter, classifier, codes, base_probs, target_index, options, covariance, basis, progress
+        )
     matrix = mean_directions(edits, codes)
     reference = adapter.reference_codes()
     scales = projected_std(reference, matrix)
@@ -280,7 +295,9 @@ def explain(
         "contrastive": asdict(contrastive),
         "selected": selected,
         "candidates": all_candidates,
-        "random": baseline,
+        "random": baseline["random"],
+        "random_active": baseline["random_active"],
+        "active_dim": int(edits.basis.shape[0]),
         "final_loss": losses[-1] if losses else None,
         "time_s": {"directions": train_s, "total": time.perf_counter() - started},
     }
