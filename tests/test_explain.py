@@ -292,3 +292,22 @@ def test_classifier_cli_bad_class_is_one_line(tmp_path, capsys):
                           "--out", str(out)], capsys)
     assert code == 2 and len(err) == 1 and "--classes XX not in dataset" in err[0]
     assert not out.exists()
+
+
+def test_directions_live_in_the_active_subspace():
+    # Aggregate posterior with 2 active axes of 5: learned edits have no component on the other 3.
+    gen = torch.Generator().manual_seed(1)
+    codes = torch.randn(400, 5, generator=gen) * torch.tensor([2.0, 1.0, 0.01, 0.01, 0.01])
+    adapter = GeneratorAdapter(lambda z: torch.sigmoid(z[:, :1, None, None]).expand(len(z), 1, 4, 4), 5,
+                               posterior_codes=codes)
+    from factorlens.explain.contrastive import train_directions
+
+    edits, losses = train_directions(adapter, ContrastiveOptions(batch_size=8), k=3, steps=5, alpha=2.0,
+                                     progress=False)
+    assert edits.basis.shape == (2, 5) and len(losses) == 5
+    unit = edits.unit(codes[:4]).detach()
+    assert unit[..., 2:].abs().max() < 1e-5
+    assert torch.allclose(unit.norm(dim=-1), torch.ones(3, 4), atol=1e-5)
+    whole, _ = train_directions(adapter, ContrastiveOptions(batch_size=8, active_threshold=0.0), k=3, steps=1,
+                                alpha=2.0, progress=False)
+    assert whole.basis.shape == (5, 5)
