@@ -287,7 +287,7 @@ def test_images_without_rows_are_counted_not_fatal(tmp_path):
 
 
 def test_spec_errors():
-    with pytest.raises(ConfigError, match="unknown dataset 'mnist'; choose one of: dsprites, folder"):
+    with pytest.raises(ConfigError, match="unknown dataset 'mnist'; choose one of: dicom, dsprites, folder"):
         load_dataset("mnist", progress=False)
     with pytest.raises(DataError, match="/no/such/folder.* does not exist"):
         load_dataset("ham10000:/no/such/folder", progress=False)
