@@ -103,3 +103,18 @@ def test_bad_folder_options(tmp_path):
         load_dataset(f"folder:{root}:ph2.csv:mask=masks", progress=False)
     with pytest.raises(ConfigError, match="must be folder:PATH"):
         load_dataset(f"folder:{root}:a.csv:b.csv", progress=False)
+
+
+def test_size_and_greyscale_channels(tmp_path):
+    root, masks = ph2(tmp_path, legend=False)
+    spec = f"folder:{root}/images:masks={root}/masks,size=32,channels=1"
+    ds = load_dataset(spec, progress=False)
+    assert ds.images.shape == (3, 1, 32, 32) and ds.masks.shape == (3, 32, 32)
+    rgb = load_dataset(f"folder:{root}/images:masks={root}/masks,size=32", progress=False)
+    assert rgb.images.shape == (3, 3, 32, 32)
+    # channels=1 is the luminance (ITU-R 601-2, PIL's 'L') of the same resized RGB image
+    luma = np.asarray(Image.fromarray(rgb.images[0].transpose(1, 2, 0)).convert("L"))
+    np.testing.assert_array_equal(ds.images[0, 0], luma)
+    np.testing.assert_array_equal(ds.masks, rgb.masks)
+    with pytest.raises(ConfigError, match="folder.channels in dataset spec .* must be one of 1, 3, got 2"):
+        load_dataset(f"folder:{root}/images:channels=2", progress=False)

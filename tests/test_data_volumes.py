@@ -230,7 +230,7 @@ def test_four_d_volume_needs_a_frame(tmp_path):
         ("window=400,-1000", "nifti.window in dataset spec .* must have low < high, got 400,-1000"),
         ("window=400", "nifti.window in dataset spec .* must be two numbers low,high"),
         ("size=100", "nifti.size in dataset spec .* must be one of 32, 64, 128, got 100"),
-        ("axis=3", "nifti.axis in dataset spec .* must be 0, 1 or 2, got 3"),
+        ("axis=3", "nifti.axis in dataset spec .* must be one of 0, 1, 2, got 3"),
         ("skip_empty=yes", "nifti.skip_empty .* must be an intensity threshold"),
         ("skip_empty=mask", "skip_empty=mask needs labels=PATH"),
         ("bogus=1", "unknown key nifti.bogus in dataset spec"),

@@ -17,13 +17,20 @@ IMAGE_SIZES = (32, 64, 128)  # what the networks build for; a dataset's ``size``
 HANDCRAFTED_FACTOR_NAMES = ("eccentricity", "orientation", "size")
 
 
-def image_size_option(value, where: str) -> int:
-    """The check of a dataset's ``size`` option (a :func:`factorlens.schema.option` check)."""
-    from factorlens.errors import ConfigError
+def integer_choice(*choices: int):
+    """A :func:`factorlens.schema.option` check: an integer among ``choices``."""
 
-    if isinstance(value, bool) or value not in IMAGE_SIZES:
-        raise ConfigError(f"{where} must be one of {', '.join(map(str, IMAGE_SIZES))}, got {value!r}")
-    return int(value)
+    def check(value, where: str) -> int:
+        from factorlens.errors import ConfigError
+
+        if isinstance(value, bool) or value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+image_size_option = integer_choice(*IMAGE_SIZES)  # the check of a dataset's ``size`` option
 
 
 class FactorSampler(Protocol):

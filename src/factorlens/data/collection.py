@@ -49,9 +49,12 @@ def resolve_inside(root: Path, relative: str, where: str) -> Path:
     return candidate
 
 
-def decode_all(entries: Sequence[Entry], *, progress: bool, desc: str) -> list[imaging.DecodedItem]:
-    """Decode every entry, in ``DECODE_WORKERS`` processes for large sets, in order."""
-    tasks = [(str(e.image_path), None if e.mask_path is None else str(e.mask_path)) for e in entries]
+def decode_all(entries: Sequence[Entry], *, progress: bool, desc: str, size: int = IMAGE_SIZE,
+               channels: int = 3) -> list[imaging.DecodedItem]:
+    """Decode every entry to ``uint8 [channels, size, size]``, in ``DECODE_WORKERS`` processes for large
+    sets, in order."""
+    tasks = [(str(e.image_path), None if e.mask_path is None else str(e.mask_path), size, channels)
+             for e in entries]
     bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress_enabled(progress))
     results: list[imaging.DecodedItem] = []
     with bar:
@@ -77,6 +80,8 @@ def build_dataset(
     skip_bad: bool,
     progress: bool,
     notes: dict,
+    size: int = IMAGE_SIZE,
+    channels: int = 3,
 ) -> ImageDataset:
     """Decode ``entries`` and assemble the dataset.
 
@@ -85,7 +90,7 @@ def build_dataset(
     the image is kept with NaN handcrafted factors). Missing masks (``missing_masks``) and empty masks
     (``empty_masks``) give NaN handcrafted factors and are kept.
     """
-    decoded = decode_all(entries, progress=progress, desc=name)
+    decoded = decode_all(entries, progress=progress, desc=name, size=size, channels=channels)
     notes = dict(notes)
     kept: list[tuple[Entry, imaging.DecodedItem]] = []
     for entry, item in zip(entries, decoded, strict=True):
@@ -108,10 +113,10 @@ def build_dataset(
     upsampled = sum(item.upsampled for _, item in kept)
     if upsampled:
         notes["upsampled_images"] = upsampled
-        warnings.warn(f"{upsampled} images smaller than {IMAGE_SIZE} px were upsampled", stacklevel=2)
+        warnings.warn(f"{upsampled} images smaller than {size} px were upsampled", stacklevel=2)
     masks = handcrafted = None
     if with_masks:
-        masks = np.zeros((len(kept), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+        masks = np.zeros((len(kept), size, size), dtype=np.uint8)
         handcrafted = np.stack([item.handcrafted for _, item in kept])
         for row, (_, item) in enumerate(kept):
             if item.mask is not None:

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from factorlens.data.base import ImageDataset
+from factorlens.data.base import IMAGE_SIZE, ImageDataset, image_size_option, integer_choice
 from factorlens.data.cache import cached_build, content_fingerprint, file_fingerprint
 from factorlens.data.collection import (
     MASK_SUFFIXES,
@@ -45,6 +45,8 @@ class FolderOptions:
     masks: str | None = option(None, _optional_folder, "folder of mask files matched to images by stem")
     image: str = option("image", nonempty_text, "CSV column holding the image (relative path or stem)")
     label: str = option("label", nonempty_text, "CSV column holding the class label")
+    size: int = option(IMAGE_SIZE, image_size_option, "image side: 32, 64 or 128")
+    channels: int = option(3, integer_choice(1, 3), "3: RGB; 1: greyscale (the luminance) for greyscale data")
 
 
 def _image_id(root: Path, path: Path) -> str:
@@ -200,7 +202,7 @@ def load_folder(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> ImageDa
     if masks_dir is not None:  # keys of mask-less folders stay as they were (their caches stay valid)
         params["options"] = as_dict(options)
         params["masks"] = file_fingerprint(e.mask_path for e in entries if e.mask_path is not None)
-    elif (options.image, options.label) != ("image", "label"):
+    elif as_dict(options) != as_dict(FolderOptions()):
         params["options"] = as_dict(options)
     return cached_build(
         "folder",
@@ -215,5 +217,7 @@ def load_folder(spec: DatasetSpec, *, skip_bad: bool, progress: bool) -> ImageDa
             skip_bad=skip_bad,
             progress=progress,
             notes=notes,
+            size=options.size,
+            channels=options.channels,
         ),
     )

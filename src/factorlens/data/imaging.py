@@ -80,22 +80,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def preprocess_image(image: Image.Image) -> tuple[np.ndarray, CropBox, bool]:
-    """``uint8 [3, 64, 64]``, the crop used, and whether the crop was upsampled (side < 64 px)."""
+def preprocess_image(image: Image.Image, size: int = IMAGE_SIZE, channels: int = 3
+                     ) -> tuple[np.ndarray, CropBox, bool]:
+    """``uint8 [channels, size, size]`` (3: RGB; 1: the luminance of that RGB, ``L``), the crop used, and
+    whether the crop was upsampled (side < size)."""
     rgb = to_rgb(image)
     crop = CropBox.centre_square(*rgb.size)
     side = min(rgb.size)
-    upsampled = side < IMAGE_SIZE
+    upsampled = side < size
     resample = Image.Resampling.BICUBIC if upsampled else Image.Resampling.BOX
-    small = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), resample, box=crop.pixels(*rgb.size))
+    small = rgb.resize((size, size), resample, box=crop.pixels(*rgb.size))
+    if channels == 1:
+        return np.asarray(small.convert("L"), dtype=np.uint8)[None].copy(), crop, upsampled
     return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).copy(), crop, upsampled
 
 
-def mask_to_grid(mask: np.ndarray, crop: CropBox) -> np.ndarray:
-    """``uint8 [64, 64]`` (0/1): the binary ``[H, W]`` mask cut by ``crop`` (fractions) and area-averaged."""
+def mask_to_grid(mask: np.ndarray, crop: CropBox, size: int = IMAGE_SIZE) -> np.ndarray:
+    """``uint8 [size, size]`` (0/1): the binary ``[H, W]`` mask cut by ``crop`` (fractions), area-averaged."""
     height, width = mask.shape
     as_float = Image.fromarray(mask.astype(np.float32), mode="F")
-    small = as_float.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX, box=crop.pixels(width, height))
+    small = as_float.resize((size, size), Image.Resampling.BOX, box=crop.pixels(width, height))
     return (np.asarray(small) >= 0.5).astype(np.uint8)
 
 
@@ -111,18 +115,19 @@ class DecodedItem:
     mask_error: str | None = None
 
 
-def decode_item(task: tuple[str, str | None]) -> DecodedItem:
+def decode_item(task: tuple) -> DecodedItem:
     """Decode one image and its optional mask (runs in worker processes; errors come back as text).
 
     Handcrafted factors are NaN when there is no mask or it is unreadable; a readable but empty mask also
     gives NaN (the caller counts it).
     """
-    image_path, mask_path = task
+    image_path, mask_path, *shape = task  # shape: optional (size, channels)
+    size, channels = shape if shape else (IMAGE_SIZE, 3)
     item = DecodedItem(handcrafted=np.full(3, np.nan))
     try:
         image = open_image(image_path)
         image_size = image.size
-        item.image, crop, item.upsampled = preprocess_image(image)
+        item.image, crop, item.upsampled = preprocess_image(image, size, channels)
     except DECODE_ERRORS as error:
         item.image_error = f"{type(error).__name__}: {error}"
         return item
@@ -141,6 +146,6 @@ def decode_item(task: tuple[str, str | None]) -> DecodedItem:
                 f"mask is {mask_w}x{mask_h} but its image is {image_w}x{image_h} (another aspect ratio)"
             )
             return item
-        item.mask = mask_to_grid(mask, crop)
+        item.mask = mask_to_grid(mask, crop, size)
         item.handcrafted = handcrafted_factors(mask)
     return item

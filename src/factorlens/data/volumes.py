@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from factorlens.data.base import ImageDataset, image_size_option
+from factorlens.data.base import ImageDataset, image_size_option, integer_choice
 from factorlens.data.cache import cached_build, file_fingerprint
 from factorlens.data.handcrafted import handcrafted_factors
 from factorlens.data.loading import DatasetSpec, existing_path, parse_options
@@ -58,12 +58,6 @@ def require(module: str, dataset: str) -> Any:
 
 
 # --- options ---------------------------------------------------------------------------------------------
-
-
-def _axis(value: Any, where: str) -> int:
-    if isinstance(value, bool) or value not in (0, 1, 2):
-        raise ConfigError(f"{where} must be 0, 1 or 2, got {value!r}")
-    return int(value)
 
 
 def _window(value: Any, where: str) -> list[float] | None:
@@ -106,8 +100,8 @@ def _optional_path(value: Any, where: str) -> str | None:
 class VolumeOptions:
     """Slicing options shared by ``nifti:`` and ``dicom:`` (``nifti:brain.nii.gz:axis=2,every=2``)."""
 
-    axis: int = option(2, _axis, "voxel axis to slice along after RAS reorientation (0 sagittal, 1 coronal, "
-                                 "2 axial)")
+    axis: int = option(2, integer_choice(0, 1, 2),
+                       "voxel axis to slice along after RAS reorientation (0 sagittal, 1 coronal, 2 axial)")
     every: int = option(1, integer(1), "keep every k-th slice")
     size: int = option(64, image_size_option, "output image side in pixels: 32, 64 or 128")
     window: list | None = option(None, _window, "intensity window low,high in raw units (HU for CT), "
