@@ -45,7 +45,7 @@ def save_strips(strips: dict, report: dict, path: Path) -> Path:
             ax.set_yticks([])
             ax.set_xlabel(f"p={probs[r, c]:.2f}", fontsize=8)
             if r == 0:
-                ax.set_title(f"{entry['sign'] * alphas[c]:+g} sd", fontsize=8)
+                ax.set_title(f"{entry['sign'] * alphas[c] + 0.0:+g} sd", fontsize=8)
         sign = "+" if entry["sign"] > 0 else "-"
         axes[r, 0].set_ylabel(f"dir {entry['direction']}{sign}", fontsize=8)
     fig.suptitle(f"towards {report['target']}", fontsize=9)
