@@ -7,7 +7,8 @@ wheel ships (197 x 233 x 189 at 1 mm; copyright McGill University, see nilearn's
 read in place and never copied). One command: train a beta-TCVAE on its axial slices with the ``cpu/btcvae``
 preset (``factorlens train``; skipped when --run holds a finished run), encode every slice, then
 
-- MIG of the position factor (binned, the slices' relative position in ``position_bins`` bins);
+- MIG of the position factor (binned, the slices' relative position in ``position_bins`` bins) and the PSNR
+  of the reconstructions from the posterior means (Table 1's column);
 - per latent axis and per discovered direction (the axes baseline, SeFa, PCA, Voynov & Babenko):
   Spearman's rho between the slices' projections on the direction and their exact relative position (an
   encoder-side measure);
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from factorlens.directions import DirectionSet
     from factorlens.directions.pipeline import discover_for_run
+    from factorlens.evaluation import METRICS, EvaluationOptions, score_images
     from factorlens.metrics.mig import mig
     from factorlens.training import load_run
 
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_model(),
         "mig_position": float(mig(codes, dataset.factors, factor_names=["position"]).score),
     }
+    psnr = METRICS.get("psnr").compute(score_images(run.model, dataset), EvaluationOptions())
+    result["psnr_db"] = float(psnr.value)
     axis_rho = [rho(codes[:, j], positions) for j in range(codes.shape[1])]
     best_axis = int(np.argmax(np.abs(axis_rho)))
     result["latent_axes"] = {"best": best_axis, "rho": axis_rho}
@@ -155,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         f"MNI152 T1 axial slices: {result['slices']} ({result['spec']}), beta-TCVAE, {result['iterations']} "
         f"iterations; CPU: {result['cpu']}",
         "",
-        f"MIG of the position factor: {100 * result['mig_position']:.2f} %",
+        f"MIG of the position factor: {100 * result['mig_position']:.2f} %; PSNR of the reconstructions "
+        f"(all slices): {result['psnr_db']:.2f} dB",
         f"latent axes (encoder side): best |rho| {abs(axis_rho[best_axis]):.3f} (z{best_axis})",
         "",
         "| method | directions | best projection rho (direction) | best interventional mean abs(rho) "
