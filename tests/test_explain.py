@@ -313,3 +313,16 @@ def test_directions_live_in_the_active_subspace():
     whole, _ = train_directions(adapter, ContrastiveOptions(batch_size=8, active_threshold=0.0), k=3, steps=1,
                                 alpha=2.0, progress=False)
     assert whole.basis.shape == (5, 5)
+
+
+def test_explain_a_gan_from_prior_codes(tmp_path, capsys):
+    clf = _toy_classifier_dir(tmp_path, classes=("MEL", "NV", "DF"))
+    out = tmp_path / "out"
+    args = ["explain", str(GAN_RUN), "--classifier", str(clf), "--target", "DF", "--out", str(out),
+            "--steps", "3", "-k", "2", "--num-source", "8", "--option", "num_random=2"]
+    code, err = _run_cli(args, capsys)
+    assert code == 0, err
+    report = json.loads((out / "explanation.json").read_text())
+    assert report["codes"] == "prior" and report["num_source"] == 8
+    assert report["codes_from"].startswith("8 prior codes (of ") and report["source_predicted_target"] == 0.0
+    assert report["random"]["space"] == "code" and report["active_dim"] == 4
