@@ -146,7 +146,7 @@ def toy_classifier() -> Classifier:
 
 
 def test_explain_on_a_toy_generator_uses_the_target_column():
-    opts = ExplainOptions(k=3, steps=30, alpha=2.0, num_source=32, num_random=20, threshold=0.1)
+    opts = ExplainOptions(k=3, steps=15, alpha=2.0, num_source=32, num_random=8, threshold=0.1)
     result = explain(toy_adapter(), toy_classifier(), target="c", source="b", options=opts,
                      contrastive=ContrastiveOptions(batch_size=16), progress=False)
     report = result.report
