@@ -153,6 +153,13 @@ def _needs_factors(inputs: EvaluationInputs, options: EvaluationOptions) -> str 
     return None
 
 
+def _needs_two_factors(inputs: EvaluationInputs, options: EvaluationOptions) -> str | None:
+    reason = _needs_factors(inputs, options)
+    if reason is None and inputs.factors.shape[1] < 2:
+        return "needs at least 2 ground-truth factors (DCI and modularity compare a code across factors)"
+    return reason
+
+
 def _needs_psnr(inputs: EvaluationInputs, options: EvaluationOptions) -> str | None:
     return None if inputs.psnr_per_image is not None else "no reconstructions were computed"
 
@@ -277,7 +284,7 @@ def _mig_exact(inputs: EvaluationInputs, options: EvaluationOptions) -> MetricVa
     return MetricValue(result.score, estimator=result.estimator, details=result.to_dict())
 
 
-@_register("dci", "DCI-D", False, _needs_factors)
+@_register("dci", "DCI-D", False, _needs_two_factors)
 def _dci(inputs: EvaluationInputs, options: EvaluationOptions) -> MetricValue:
     result = dci(
         inputs.codes,
@@ -302,7 +309,7 @@ def _sap(inputs: EvaluationInputs, options: EvaluationOptions) -> MetricValue:
     return MetricValue(result.score, estimator=result.estimator, details=result.to_dict())
 
 
-@_register("modularity", "Modularity", False, _needs_factors)
+@_register("modularity", "Modularity", False, _needs_two_factors)
 def _modularity(inputs: EvaluationInputs, options: EvaluationOptions) -> MetricValue:
     result = modularity_explicitness(
         inputs.codes,
