@@ -103,7 +103,7 @@ def main() -> None:
         subset = images[: args.invert]
         with torch.no_grad():
             x_t = model.invert(subset, steps=args.invert_steps)
-            back = model.sample(x_t, steps=args.invert_steps).numpy()
+            back = model.sample(x_t, steps=args.invert_steps, clip=False).numpy()
         score = psnr(np.clip(at_res[: args.invert], 0, 1), back)
         result["inversion"] = {"n": args.invert, "ddim_steps": args.invert_steps, "psnr_db": score.score,
                                "psnr_min_db": float(score.per_image.min()),

@@ -110,6 +110,9 @@ def test_ddim_deterministic_and_zero_shift_is_bit_identical(model: DDPM) -> None
         late = chain(torch.full((2, 16, 16, 16), 0.5), t_edit=500)  # 2 of the 4 steps shifted
         images = model.sample(x_t, steps=4)
         images_zero = model.sample(x_t, steps=4, shift=torch.zeros(2, 16, 16, 16))
+        unclipped = model.sample(x_t, steps=4, clip=False)  # the chain `a`, mapped to [0, 1]
+    assert torch.equal(unclipped, (a.clamp(-1.0, 1.0) + 1.0) * 0.5)
+    assert not torch.equal(unclipped, images)  # model.clip_sample (default true) changes the chain
     assert torch.equal(a, b)
     assert torch.equal(a, zero) and torch.equal(images, images_zero)
     assert float((moved - a).abs().max()) > 1e-3

@@ -152,11 +152,14 @@ class DDPM(LatentModel):
         return (n, self.channels, self.resolution, self.resolution)
 
     def sample(self, x_T: torch.Tensor, *, steps: int | None = None, shift: torch.Tensor | None = None,
-               t_edit: int = 0, checkpointed: bool = False) -> torch.Tensor:
-        """DDIM (η = 0) from ``x_T [B, C, R, R]``; images in [0, 1] ``[B, C, R, R]`` (clamped)."""
+               t_edit: int = 0, checkpointed: bool = False, clip: bool | None = None) -> torch.Tensor:
+        """DDIM (η = 0) from ``x_T [B, C, R, R]``; images in [0, 1] ``[B, C, R, R]`` (clamped).
+        ``clip``: clamp x̂₀ in every step (default ``model.clip_sample``; reconstructing an inversion
+        needs ``clip=False``, the inverse of the unclipped inversion)."""
         steps = self.config.sample_steps if steps is None else steps
+        clip = self.config.clip_sample if clip is None else clip
         x0 = ddim_sample(self.eps_fn(shift, t_edit=t_edit), x_T, self.alphas_cumprod, steps,
-                         checkpointed=checkpointed, clip=self.config.clip_sample)
+                         checkpointed=checkpointed, clip=clip)
         return ((x0.clamp(-1.0, 1.0) + 1.0) * 0.5)
 
     def invert(self, images: torch.Tensor, *, steps: int | None = None) -> torch.Tensor:
