@@ -110,7 +110,7 @@ def closing_note(results: Path, seeds: list[int] | None) -> str:
                 f"with bootstrap intervals); {machine_line()}")
     return (
         "note: the orderings above are ONE training seed's on this machine, and both the seed and the kind "
-        f"of CPU move these numbers ({machine_line()}). Mean ± std over three seeds with paired intervals: "
+        f"of CPU move these numbers ({machine_line()}). Mean ± std over seeds with paired intervals: "
         "README.md (the demo table) and docs/results.md; to make it here: "
         "factorlens demo --seeds 0,1,2 --out runs/demo3 (about three times as long)."
     )
