@@ -167,7 +167,7 @@ def test_report_renders_table1_md_as_html_with_the_evaluated_runs(tmp_path, two_
     text = write_report(
         two_runs[1:], tmp_path / "r.html", results_dir=results, n_images=1, steps=3
     ).read_text()
-    table1 = text[text.index('id="table1"') : text.index('id="run0')]
+    table1 = text[text.index('id="table1"') : text.index('id="machines"')]  # the machines table follows
     assert "<th>Model</th><th>MIG_p %</th><th>ACC %</th>" in table1
     assert "<tr><td>VAE</td><td>7.77</td><td>41.20 ± 3.10</td></tr>" in table1
     assert "<tr><td>Ours-Adv</td><td>n/a</td><td>55.00 ± 1.00</td></tr>" in table1
