@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
+
+from factorlens.environment import cpu_model
 
 MNI_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 # (method, trained?): "axes" is the baseline of the latent axes themselves
@@ -45,13 +46,6 @@ def mni_path() -> Path:
     import nilearn
 
     return Path(nilearn.__file__).parent / "datasets" / "data" / MNI_FILE
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def exact_positions(dataset) -> np.ndarray:
