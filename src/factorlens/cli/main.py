@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import factorlens
 import factorlens.cli
+from factorlens.cli._openmp import apply_openmp_environment
 from factorlens.errors import FactorlensError
 
 EXIT_INTERRUPTED = 130
@@ -55,6 +56,8 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:  #
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 ok, 2 user error, 130 interrupted)."""
+    # Before any command module loads torch: libgomp reads its wait policy once, at load time.
+    apply_openmp_environment()
     previous_format = warnings.formatwarning
     # formatwarning, not showwarning: warnings recorded by callers (pytest.warns, catch_warnings) stay
     # recorded; only how a displayed warning looks changes.

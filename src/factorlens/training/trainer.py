@@ -228,9 +228,13 @@ class Trainer:
             else None
         )
         self.compute_loss = torch.compile(model.compute_loss) if train_cfg.compile else model.compute_loss
+        from factorlens.environment import resolve_precision
+
+        # train.precision "auto" becomes fp32 or bf16 here (summary.json records which, and why).
+        self.precision, self.precision_reason = resolve_precision(train_cfg.precision, device.type)
         self.autocast = (
             (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-            if train_cfg.precision == "bf16"
+            if self.precision == "bf16"
             else nullcontext
         )
         # Batch order: its own generator so that model-side sampling noise cannot shift it.
@@ -563,6 +567,9 @@ def _train(config: RunConfig, out: Path, *, resume: bool, force: bool, progress:
         if trainer.iteration == train_cfg.iterations and (out / rundir.SUMMARY_FILE).exists():
             return out  # already complete: nothing to do
 
+    if ctx.is_main and train_cfg.precision == "auto":
+        reason = trainer.precision_reason.removeprefix("auto: ")
+        print(f"train.precision auto -> {trainer.precision} ({reason})", file=sys.stderr)
     if ctx.is_main:
         _write_run_files(out, record, dataset, train_idx, test_idx, fresh=stored_config is None)
     distributed.barrier(ctx)
@@ -613,10 +620,11 @@ def _write_summary(trainer: Trainer) -> None:
         "wall_time_s": round(trainer.elapsed_s, 3),
         "images_per_s": round(images / trainer.elapsed_s, 2) if trainer.elapsed_s > 0 else None,
         "device": str(trainer.device),
-        "precision": trainer.config.train.precision,
+        "precision": trainer.precision,
+        "precision_reason": trainer.precision_reason,
         "num_threads": torch.get_num_threads(),
         "processes": trainer.dist.world_size,
         "torch_version": torch.__version__,
         "final_terms": {k: v for k, v in last.items() if k not in ("iter", "time_s", "images_per_s")},
-        "environment": machine_record(trainer.config.train.precision),  # CPU/GPU, torch, oneDNN, numpy
+        "environment": machine_record(trainer.precision),  # CPU/GPU, torch, oneDNN, numpy
     })

@@ -1,0 +1,119 @@
+"""Two trainings at once on one machine: does each keep half the speed of one alone, under each OpenMP policy?
+
+On a 2-core machine a user trains two models at once, or runs the tests during a training. PyTorch's
+OpenMP threads spin-wait between parallel regions by default (libgomp's ``OMP_WAIT_POLICY=ACTIVE``-like
+spinning for a while), so two processes with 2 threads each steal cores from each other while they spin.
+This benchmark measures, per policy, one training alone and then two started at once (separate
+processes, the same ``Trainer.step`` as ``factorlens train``, random 64 px images in memory):
+
+    python -m benchmarks.contention                               # btcvae, batch 64, default vs passive
+    python -m benchmarks.contention --model vae --steps 40 --policies default passive factorlens
+
+Policies: ``default`` (no OMP_WAIT_POLICY in the environment), ``passive`` (OMP_WAIT_POLICY=PASSIVE),
+``VAR=VALUE`` (that variable, e.g. ``GOMP_SPINCOUNT=10000``: libgomp's spin iterations before sleeping),
+``factorlens`` (whatever the ``factorlens`` command sets: the environment ``factorlens.cli.main`` builds
+before torch loads). The goal (issue 20): each of two at once >= 45 % of one alone, and one alone not
+slower than with the default policy. Not a test: prints a markdown table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+POLICIES = ("default", "passive", "factorlens")
+
+
+def child(model: str, batch: int, steps: int, warmup: int) -> None:
+    """Run in a child process: time ``steps`` training steps, print one JSON line."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from benchmarks.train_throughput import _random_images, build_trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = build_trainer(model, batch, "fp32", out=Path(tmp), images=_random_images(2048, "cpu"))
+        for _ in range(warmup):
+            trainer.step()
+        float(trainer.term_sums.sum())
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step()
+        float(trainer.term_sums.sum())
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"images_per_s": steps * batch / elapsed, "threads": torch.get_num_threads(),
+                      "wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}))
+
+
+def environment_for(policy: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif policy == "factorlens":
+        from factorlens.cli._openmp import openmp_environment
+
+        env.update(openmp_environment(env))
+    elif "=" in policy:  # any variable, e.g. GOMP_SPINCOUNT=10000
+        name, _, value = policy.partition("=")
+        env[name] = value
+    return env
+
+
+def run_together(count: int, policy: str, args: argparse.Namespace) -> list[dict]:
+    """Start ``count`` children at once; their JSON results."""
+    command = [sys.executable, "-m", "benchmarks.contention", "--child", "--model", args.model,
+               "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    processes = [subprocess.Popen(command, env=environment_for(policy), stdout=subprocess.PIPE, text=True)
+                 for _ in range(count)]
+    results = []
+    for process in processes:
+        out, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"child failed with exit code {process.returncode}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="btcvae")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--policies", nargs="+", default=["default", "passive"],
+                        help=f"{', '.join(POLICIES)} or VAR=VALUE (e.g. GOMP_SPINCOUNT=10000)")
+    parser.add_argument("--repeat", type=int, default=2, help="alternate the policies this many times")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.model, args.batch, args.steps, args.warmup)
+        return
+    from factorlens.environment import machine_line
+
+    print(f"# {machine_line()}; {time.strftime('%Y-%m-%d')}; load average before {os.getloadavg()[0]:.2f}")
+    print(f"# {args.model}, batch {args.batch}, fp32, {args.steps} timed steps per process, "
+          f"{args.repeat} alternations of the policies")
+    alone: dict[str, list[float]] = {p: [] for p in args.policies}
+    pair: dict[str, list[float]] = {p: [] for p in args.policies}
+    for repeat in range(args.repeat):
+        for policy in args.policies if repeat % 2 == 0 else args.policies[::-1]:
+            alone[policy] += [r["images_per_s"] for r in run_together(1, policy, args)]
+            pair[policy] += [r["images_per_s"] for r in run_together(2, policy, args)]
+    print("| policy | one alone, images/s | each of two at once, images/s | each / alone | both / alone |")
+    print("|---|---:|---:|---:|---:|")
+    for policy in args.policies:
+        one = sorted(alone[policy])[len(alone[policy]) // 2]
+        each = sorted(pair[policy])
+        median = each[len(each) // 2]
+        print(f"| {policy} | {one:.0f} ({min(alone[policy]):.0f}-{max(alone[policy]):.0f}) | {median:.0f} "
+              f"({each[0]:.0f}-{each[-1]:.0f}) | {median / one:.2f} | {2 * median / one:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
