@@ -67,6 +67,7 @@ def run_factor(factor: str, args) -> dict:
         save_classifier,
         train_classifier,
     )
+    from factorlens.explain.contrastive import ContrastiveOptions
     from factorlens.explain.pipeline import ExplainOptions, explain, write_explanation
     from factorlens.explain.run import posterior_adapter
     from factorlens.training import load_run
@@ -75,7 +76,7 @@ def run_factor(factor: str, args) -> dict:
     out = Path(args.out) / factor
     images, labels = two_class_lesions(factor, args.n, args.seed)
     names = [f"low_{factor}", f"high_{factor}"]
-    options = ClassifierOptions(epochs=args.epochs, seed=args.seed)
+    options = ClassifierOptions(epochs=args.epochs, head=args.head, seed=args.seed)
     data = f"two-class {factor} n={args.n} seed={args.seed}"
     saved = out / "classifier" / "classifier.json"
     if saved.is_file() and json.loads(saved.read_text())["data"] == data and json.loads(
@@ -91,6 +92,7 @@ def run_factor(factor: str, args) -> dict:
     adapter = posterior_adapter(run)
     explain_options = ExplainOptions(k=args.k, steps=args.steps, alpha=args.alpha, num_source=args.num_source,
                                      num_random=args.num_random, seed=args.seed)
+    contrastive = ContrastiveOptions(features=args.features, edit=args.edit)
     # source images: a random subset of the low class
     rest = np.random.default_rng(args.seed + 7)
     source = images[labels == 0]
@@ -98,12 +100,13 @@ def run_factor(factor: str, args) -> dict:
     oracle = ORACLES.get("synthetic-lesions")
     t0 = time.perf_counter()
     first = explain(adapter, classifier, target=names[1], source=names[0], source_images=source,
-                    options=explain_options, oracle=oracle, what=f"run {args.run}", progress=False)
+                    options=explain_options, contrastive=contrastive, oracle=oracle, what=f"run {args.run}",
+                    progress=False)
     explain_s = time.perf_counter() - t0
     write_explanation(first, out / "explanation")
     again = explain(adapter, classifier, target=names[1], source=names[0], source_images=source,
                     options=explain_options.__class__(**{**explain_options.__dict__, "num_random": 0}),
-                    oracle=None, what=f"run {args.run}", progress=False)
+                    contrastive=contrastive, oracle=None, what=f"run {args.run}", progress=False)
     ranking = [(s["direction"], s["sign"]) for s in first.report["selected"]]
     ranking_again = [(s["direction"], s["sign"]) for s in again.report["selected"]]
     top = first.report["selected"][0] if ranking else None
@@ -111,6 +114,9 @@ def run_factor(factor: str, args) -> dict:
     result = {
         "factor": factor,
         "oracle_factor": wanted,
+        "run": args.run,
+        "classifier": asdict(options),
+        "contrastive": {"features": args.features, "edit": args.edit},
         "classifier_test_accuracy": report["test_accuracy"],
         "classifier_balanced_accuracy": report["balanced_accuracy"],
         "source_predicted_target": first.report["source_predicted_target"],
@@ -150,7 +156,12 @@ def main(argv=None) -> int:
     parser.add_argument("--run", default="/tmp/base-demo/btcvae", help="a trained β-TCVAE run directory")
     parser.add_argument("--out", default="/tmp/explain-known-factor")
     parser.add_argument("--n", type=int, default=4000, help="images of the two-class dataset")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8, help="classifier epochs")
+    parser.add_argument("--head", default="flatten", choices=("pool", "flatten"),
+                        help="classifier head: flatten keeps position (geometric factors), pool does not")
+    parser.add_argument("--features", default="latent", choices=("latent", "decoder"),
+                        help="projector input of the contrastive directions")
+    parser.add_argument("--edit", default="fixed", choices=("fixed", "linear", "mlp"))
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--alpha", type=float, default=3.0)

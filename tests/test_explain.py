@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from factorlens.directions.adapter import GeneratorAdapter
+from factorlens.errors import CheckpointError
 from factorlens.explain.attfind import attfind, effect_table
 from factorlens.explain.classifier import (
     Classifier,
@@ -187,6 +188,30 @@ def test_small_cnn_learns_brightness_and_round_trips(tmp_path):
     assert torch.allclose(loaded.probabilities(images[:8]), clf.probabilities(images[:8]), atol=1e-6)
 
 
+def test_flatten_head_keeps_position_and_round_trips(tmp_path):
+    # Left vs right blob, same brightness: the flatten head reads position; its shape follows the image size.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    images = rng.integers(0, 30, (200, 1, 16, 16)).astype(np.uint8)
+    rows = rng.integers(2, 11, 200)
+    for i, (label, row) in enumerate(zip(labels, rows, strict=True)):
+        col = 1 if label == 0 else 11
+        images[i, 0, row : row + 4, col : col + 4] = 220
+    options = ClassifierOptions(epochs=6, batch_size=16, width=4, head="flatten")
+    clf, report = train_classifier(images, labels, ["left", "right"], options, progress=False)
+    assert clf.module.head.in_features == 16 * 2 * 2  # 4w channels x (16 / 8)^2 positions
+    assert report["test_accuracy"] == 1.0
+    save_classifier(clf, tmp_path / "clf", options=options)
+    loaded = load_classifier(tmp_path / "clf")
+    assert loaded.meta["options"]["head"] == "flatten"
+    assert torch.allclose(loaded.probabilities(images[:8]), clf.probabilities(images[:8]), atol=1e-6)
+    meta = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+    meta["options"]["head"] = "bogus"
+    (tmp_path / "clf" / "classifier.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="head must be one of pool, flatten"):
+        load_classifier(tmp_path / "clf")
+
+
 def test_torchscript_classifier_loads_and_pickles_are_refused(tmp_path):
     scripted = torch.jit.script(Brightness())
     scripted.save(str(tmp_path / "model.pt"))
@@ -198,7 +223,6 @@ def test_torchscript_classifier_loads_and_pickles_are_refused(tmp_path):
     assert p.argmax(1).tolist() == [2, 2]
     torch.save(Brightness(), tmp_path / "pickled.pt")
     (tmp_path / "pickled.json").write_text(json.dumps(meta))
-    from factorlens.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="pickle"):
         load_classifier(tmp_path / "pickled.pt")

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a training option (epochs, batch_size, lr, width, seed, test_fraction)",
+        help="a training option (epochs, batch_size, lr, width, head=pool|flatten, seed, test_fraction)",
     )
     train.set_defaults(func=run)
 

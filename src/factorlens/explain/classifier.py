@@ -21,11 +21,12 @@ from tqdm import tqdm
 
 from factorlens.errors import CheckpointError, ConfigError, DataError
 from factorlens.io import atomic_write_bytes, atomic_write_json
-from factorlens.schema import integer, number, option
+from factorlens.schema import choice, integer, number, option
 
 WEIGHTS_FILE = "classifier.safetensors"
 META_FILE = "classifier.json"
 FORMAT_VERSION = 1
+HEADS = ("pool", "flatten")
 
 
 @dataclass(frozen=True)
@@ -36,25 +37,41 @@ class ClassifierOptions:
     batch_size: int = option(64, integer(1), "images per step")
     lr: float = option(1e-3, number(positive=True), "Adam learning rate")
     width: int = option(32, integer(4), "channels of the first convolution (doubled twice)")
+    head: str = option(
+        "pool",
+        choice(*HEADS),
+        "pool: global average pooling then a linear layer (position-blind); flatten: a linear layer on the "
+        "whole last feature map (keeps where things are)",
+    )
     seed: int = option(0, integer(0), "seed of the weights and of the sampling")
     test_fraction: float = option(0.2, number(positive=True, hi=1.0), "share of images held out for testing")
 
 
 class SmallCNN(nn.Module):
-    """Three stride-2 conv blocks (width, 2w, 4w), global average pooling, a linear class head."""
+    """Three stride-2 conv blocks (width, 2w, 4w), then a linear class head on either the global average of
+    the last feature map (``head="pool"``: translation-invariant, blind to position) or the whole flattened
+    map (``head="flatten"``: ``4w x (S/8)^2`` features, keeps position; needs the image size)."""
 
-    def __init__(self, channels: int, num_classes: int, width: int = 32) -> None:
+    def __init__(
+        self, channels: int, num_classes: int, width: int = 32, head: str = "pool", image_size: int = 64
+    ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ConfigError(f"classifier head {head!r} is not one of {', '.join(HEADS)}")
         layers: list[nn.Module] = []
         c_in = channels
+        side = image_size
         for c_out in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
             c_in = c_out
+            side = (side - 1) // 2 + 1  # stride 2, kernel 3, padding 1
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in, num_classes)
+        self.pooled = head == "pool"
+        self.head = nn.Linear(c_in if self.pooled else c_in * side * side, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        maps = self.features(x)
+        return self.head(maps.mean(dim=(2, 3)) if self.pooled else maps.flatten(1))
 
 
 @dataclass
@@ -181,7 +198,7 @@ def train_classifier(
     x_train = torch.as_tensor(images[train_idx]).float() / 255.0
     mean = x_train.mean(dim=(0, 2, 3)).tolist()
     std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
-    module = SmallCNN(channels, len(class_names), options.width)
+    module = SmallCNN(channels, len(class_names), options.width, options.head, size)
     classifier = Classifier(module, list(class_names), channels, size, mean, std, "(in memory)")
     optimiser = torch.optim.Adam(module.parameters(), lr=options.lr)
     weights = torch.as_tensor(class_balanced_weights(labels[train_idx]))
@@ -294,8 +311,16 @@ def load_classifier(path: str | Path) -> Classifier:
             raise CheckpointError(f"classifier weights {path / WEIGHTS_FILE} not found") from None
         except SafetensorError as exc:
             raise CheckpointError(f"classifier weights {path / WEIGHTS_FILE} are corrupted: {exc}") from None
-        width = int(meta.get("options", {}).get("width", 32))
-        module = SmallCNN(int(meta["channels"]), len(meta["classes"]), width)
+        saved_options = meta.get("options", {})
+        if saved_options.get("head", "pool") not in HEADS:
+            raise CheckpointError(f"classifier metadata {meta_path}: head must be one of {', '.join(HEADS)}")
+        module = SmallCNN(
+            int(meta["channels"]),
+            len(meta["classes"]),
+            int(saved_options.get("width", 32)),
+            str(saved_options.get("head", "pool")),
+            int(meta["image_size"]),
+        )
         try:
             module.load_state_dict(state)
         except RuntimeError:
