@@ -19,8 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/factorlens demo --out runs/demo
 
+# The tests' torch threads sleep when idle instead of spinning, so a training running at the same time
+# keeps its share of the cores (docs/performance.md, benchmarks/contention.py); an exported value wins.
 test: $(STAMP)
-	$(PY) -m pytest
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

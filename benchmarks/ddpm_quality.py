@@ -50,6 +50,11 @@ def main() -> None:
                         help="train hspace (K = 6) for this many steps")
     parser.add_argument("--rca-steps", type=int, default=0)
     parser.add_argument("--hspace-ddim-steps", type=int, default=10)
+    parser.add_argument("--hspace-batch", type=int, default=4, help="hspace: initial noises per step")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="hspace without per-step gradient checkpointing (2x faster, more memory)")
+    parser.add_argument("--realism-weights", type=float, nargs="+", default=[0.1, 0.0],
+                        help="hspace runs, one per discriminator weight (0 = the ablation)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
     parser.add_argument("--closed-form", action="store_true",
@@ -128,16 +133,23 @@ def main() -> None:
                 "extras": directions.extras, "seconds": round(time.perf_counter() - started, 1)}
     if args.hspace_steps > 0:
         from factorlens.directions import GeneratorAdapter, discover_directions
-        from factorlens.directions.scores import rca_comparison
+        from factorlens.directions.scores import rca_comparison, score_directions
 
         adapter = GeneratorAdapter.from_model(model, None)
-        for realism in (0.1, 0.0):
+        for realism in args.realism_weights:
             started = time.perf_counter()
             directions = discover_directions(adapter, "hspace", k=6, steps=args.hspace_steps, seed=0,
-                                             ddim_steps=args.hspace_ddim_steps, realism_weight=realism)
+                                             ddim_steps=args.hspace_ddim_steps, realism_weight=realism,
+                                             batch_size=args.hspace_batch,
+                                             checkpoint=not args.no_checkpoint)
             entry: dict = {"k": 6, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
                            "realism_weight": realism, "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
+            scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
+                                      num_codes=args.score_codes, seed=0)
+            entry["matched_abs_spearman"] = dict(zip(scores.factor_names,
+                                                     np.round(scores.matched_rho, 3).tolist(), strict=True))
+            entry["direction_mig"] = scores.direction_mig
             # found-rate at the largest traversal shift (+3 h-std units)
             entry["found_rate_at_shift_3"] = found_rate_at_shift(adapter, directions, oracle, n=32, shift=3.0,
                                                                  min_darkness=args.min_darkness)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_training import tiny_config, tiny_models, tiny_registry  # noqa: F401 (fixtures)
 
-from factorlens.cli._openmp import openmp_environment
+from factorlens.cli._openmp import busy_cpus, openmp_environment
 from factorlens.environment import bf16_matrix_units, describe_machine, machine_record, resolve_precision
 from factorlens.training import train
 
@@ -25,10 +25,10 @@ def cpuinfo(flags: str) -> str:
 
 @pytest.mark.parametrize(("flags", "units", "chosen"), [
     ("avx512f avx512_bf16 amx_bf16 amx_tile", "amx_bf16", "bf16"),
-    ("avx512f avx512_bf16", "avx512_bf16", "fp32"),
+    ("avx512f avx512_bf16", "avx512_bf16", "bf16"),
     ("avx2 fma", None, "fp32"),
 ])
-def test_auto_precision_chooses_bf16_only_where_amx_exists(flags, units, chosen):
+def test_auto_precision_chooses_bf16_only_where_bf16_instructions_exist(flags, units, chosen):
     info = cpuinfo(flags)
     assert bf16_matrix_units(info) == units
     precision, reason = resolve_precision("auto", "cpu", info)
@@ -60,22 +60,37 @@ def test_auto_precision_trains_like_the_precision_it_chose(tmp_path):
     assert losses(auto) == losses(fixed)
 
 
-@pytest.mark.parametrize(("environ", "added"), [
-    ({}, {"OMP_WAIT_POLICY": "PASSIVE"}),
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, {}),
-    ({"GOMP_SPINCOUNT": "300000"}, {}),
+@pytest.mark.parametrize(("environ", "busy", "added"), [
+    ({}, 1.7, {"OMP_WAIT_POLICY": "PASSIVE"}),  # another training is running
+    ({}, 0.1, {}),  # idle machine: keep libgomp's spinning, the fastest alone
+    ({}, None, {}),  # load unknown
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, 1.7, {}),  # the user's choice wins
+    ({"GOMP_SPINCOUNT": "300000"}, 1.7, {}),
 ])
-def test_openmp_environment_respects_what_the_user_exported(environ, added):
-    assert openmp_environment(environ) == added
+def test_openmp_policy_is_passive_only_on_a_busy_machine(environ, busy, added):
+    variables, reason = openmp_environment(environ, busy)
+    assert variables == added and reason
 
 
-def test_the_factorlens_command_sets_the_wait_policy_before_torch_loads():
+def test_busy_cpus_reads_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    lines = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  250 0 150 900 0 0 0 0 0 0\n"])
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: next(lines) if self == stat else "")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    # 300 jiffies elapsed, 100 idle: 2/3 of 2 CPUs busy
+    assert busy_cpus(0.0, stat) == pytest.approx(4 / 3)
+    assert busy_cpus(0.0, tmp_path / "missing") is None
+
+
+def test_the_factorlens_command_decides_the_wait_policy_before_torch_loads():
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    code = ("import sys; from factorlens.cli.main import main\n"
-            "import factorlens.cli.main as m, os\n"
+    code = ("import sys, os\n"
+            "import factorlens.cli.main as m\n"
+            "import factorlens.cli._openmp as o\n"
+            "o.busy_cpus = lambda: 1.5\n"
             "assert 'torch' not in sys.modules\n"
             "m.build_parser = lambda: (_ for _ in ()).throw(SystemExit(os.environ.get('OMP_WAIT_POLICY')))\n"
-            "main(['--version'])\n")
+            "m.main(['--version'])\n")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                             check=False)
     assert result.stderr.strip().splitlines()[-1] == "PASSIVE", result.stderr
@@ -127,3 +142,12 @@ def test_anchor_loss_matches_an_independent_loop_computation():
     convs = 2 * 16 * (3 * 32 * 32**2 + 32 * 32 * (16**2 + 8**2 + 4**2))
     linears = 2 * (512 * 256 + 256 * 256 + 256 * 64 + 32 * 256 + 256 * 256 + 256 * 512)
     assert anchor_flops_per_image() == pytest.approx(3 * (2 * convs + linears))
+
+
+def test_the_diffusion_unet_trains_in_nchw_and_the_vaes_in_channels_last():
+    from factorlens.models import build_model
+    from factorlens.training.trainer import _use_channels_last
+
+    assert _use_channels_last(build_model("btcvae", {}, channels=3, image_size=64))
+    assert not _use_channels_last(build_model("ddpm", {"resolution": 32}, channels=3, image_size=64))
+    assert not _use_channels_last(torch.nn.Linear(3, 3))  # no convolutions

@@ -111,7 +111,7 @@ class TrainConfig:
                                    "iterations between checkpoints (one is always written last)")
     precision: str = option("fp32", choice("fp32", "bf16", "auto"),
                             "bf16 = autocast of the loss computation; auto = bf16 on CUDA and on CPUs with "
-                            "AMX-BF16, fp32 elsewhere (the choice is in summary.json)")
+                            "AMX-BF16 or AVX512-BF16, fp32 elsewhere (the choice is in summary.json)")
     device: str = option("auto", choice("auto", "cpu", "cuda"), "auto = cuda when available")
     compile: bool = option(False, boolean, "torch.compile the loss computation")
     num_threads: int = option(0, integer(0), "torch intra-op threads; 0 = torch default")

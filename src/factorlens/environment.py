@@ -67,10 +67,10 @@ def bf16_matrix_units(cpuinfo: str | None = None) -> str | None:
 def resolve_precision(requested: str, device_type: str, cpuinfo: str | None = None) -> tuple[str, str]:
     """``train.precision`` as run: ``(precision, why)``; ``"auto"`` becomes ``"bf16"`` or ``"fp32"``.
 
-    auto chooses bf16 autocast on CUDA GPUs that support it and on CPUs with AMX-BF16 tiles; fp32
-    elsewhere, also on CPUs with only AVX512-BF16, where bf16 measured 1.3x faster for the β-TCVAE but
-    0.87x for the diffusion U-Net (AMD EPYC, docs/performance.md), so fp32 is the choice that is never
-    slower."""
+    auto chooses bf16 autocast on CUDA GPUs that support it and on CPUs with bf16 matrix instructions
+    (AMX-BF16 or AVX512-BF16: every model's training step measured 1.1-1.7x faster in bf16 on an AMD EPYC
+    with AVX512-BF16, docs/performance.md), fp32 on CPUs without them, which emulate bf16 and run slower.
+    """
     if requested != "auto":
         return requested, "configured"
     if device_type == "cuda":
@@ -80,11 +80,15 @@ def resolve_precision(requested: str, device_type: str, cpuinfo: str | None = No
             return "bf16", "auto: this GPU supports bf16"
         return "fp32", "auto: this GPU has no bf16 support"
     units = bf16_matrix_units(cpuinfo)
-    if units == "amx_bf16":
-        return "bf16", "auto: the CPU has AMX-BF16 tiles"
-    if units == "avx512_bf16":
-        return "fp32", "auto: the CPU has AVX512-BF16 but no AMX (bf16 is not faster for every model there)"
-    return "fp32", "auto: the CPU has no bf16 matrix instructions"
+    if units is not None:
+        return "bf16", f"auto: the CPU has {units.upper().replace('_', '-')} instructions"
+    return "fp32", "auto: the CPU has no bf16 matrix instructions (bf16 would be emulated)"
+
+
+def _openmp_decision() -> str | None:
+    from factorlens.cli import _openmp
+
+    return _openmp.decision
 
 
 def machine_record(precision: str | None = None) -> dict:
@@ -107,8 +111,9 @@ def machine_record(precision: str | None = None) -> dict:
         ),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_units": bf16_matrix_units(cpuinfo),
-        # Set by the factorlens command before torch loads (cli/_openmp.py); "unset" in other programs.
+        # Set by the factorlens command before torch loads (cli/_openmp.py); "unset" = libgomp's default.
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "omp_wait_policy_reason": _openmp_decision(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu_names(),

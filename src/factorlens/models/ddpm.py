@@ -87,6 +87,9 @@ class DDPM(LatentModel):
     # encode() (DDIM inversion) works, but there is no posterior: no KL/MI figures, no Table-1 codes and no
     # per-dimension latent traversal over x_T pixels (report shows samples and the h-space directions).
     has_encoder = False
+    # Trained in NCHW: in channels_last the U-Net's bf16 training step measured 1.5x slower (GroupNorm and
+    # attention reorder their inputs), fp32 the same (docs/performance.md, issue 20).
+    channels_last = False
 
     def __init__(self, config: DDPMConfig, *, unet: nn.Module, channels: int, image_size: int,
                  resolution: int) -> None:

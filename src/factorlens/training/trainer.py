@@ -79,8 +79,12 @@ def adversary_of(model: nn.Module) -> nn.Module | None:
     return getattr(model, "adversary", None)
 
 
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+def _use_channels_last(model: nn.Module) -> bool:
+    """channels_last for conv models (oneDNN's fast layout), unless the model opts out with a class
+    attribute ``channels_last = False``: the diffusion U-Net's GroupNorm/attention blocks ran 1.5x slower
+    in bf16 in that layout (docs/performance.md)."""
+    has_conv = any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+    return has_conv and getattr(model, "channels_last", True)
 
 
 # --- run-directory preparation ---------------------------------------------------------------------------
@@ -161,7 +165,8 @@ class Trainer:
     stop, progress bar, signals, EMA, TensorBoard).
 
     Args:
-        model: the model to train (moved to ``device``; channels_last when it has convolutions).
+        model: the model to train (moved to ``device``; channels_last when it has convolutions and
+            does not opt out, see ``_use_channels_last``).
         config: the run's typed config (``train`` options; ``model.name`` for messages).
         out: the run directory the callbacks write to (and that messages name).
         train_images: ``uint8 [N, C, S, S]``, the training split (kept on the device).
@@ -193,7 +198,7 @@ class Trainer:
                 f"{config.data.spec!r}"
             )
         self.model = model.to(device)
-        self.channels_last = _has_conv(model)
+        self.channels_last = _use_channels_last(model)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
