@@ -33,25 +33,14 @@ POLICIES = ("default", "passive", "factorlens")
 
 
 def child(model: str, batch: int, steps: int, warmup: int) -> None:
-    """Run in a child process: time ``steps`` training steps, print one JSON line."""
-    import tempfile
-    from pathlib import Path
-
+    """Run in a child process: time ``steps`` training steps (train_throughput's measure), print one JSON
+    line."""
     import torch
 
-    from benchmarks.train_throughput import _random_images, build_trainer
+    from benchmarks.train_throughput import measure
 
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(model, batch, "fp32", out=Path(tmp), images=_random_images(2048, "cpu"))
-        for _ in range(warmup):
-            trainer.step()
-        float(trainer.term_sums.sum())
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.step()
-        float(trainer.term_sums.sum())
-        elapsed = time.perf_counter() - start
-    print(json.dumps({"images_per_s": steps * batch / elapsed, "threads": torch.get_num_threads(),
+    row = measure(model, batch, "fp32", warmup=warmup, steps=steps, dataset_size=2048)
+    print(json.dumps({"images_per_s": row["images_per_s"], "threads": torch.get_num_threads(),
                       "wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)")}))
 
 
@@ -60,7 +49,7 @@ def environment_for(policy: str) -> dict[str, str]:
     if policy == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     elif policy == "factorlens":
-        from factorlens.cli._openmp import busy_cpus, openmp_environment
+        from factorlens.openmp import busy_cpus, openmp_environment
 
         env.update(openmp_environment(env, busy_cpus())[0])
     elif "=" in policy:  # any variable, e.g. GOMP_SPINCOUNT=10000

@@ -42,7 +42,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _random_images(dataset_size: int, device: str) -> np.ndarray:
+def random_images(dataset_size: int) -> np.ndarray:
+    """``uint8 [N, 3, 64, 64]`` noise images (speed does not depend on the content)."""
     return np.random.default_rng(0).integers(0, 256, size=(dataset_size, 3, 64, 64), dtype=np.uint8)
 
 
@@ -75,7 +76,7 @@ def measure(model_name: str, batch_size: int, precision: str, *, warmup: int, st
 
     On ``cuda`` the dataset lives on the GPU (as in training) and the peak column is the GPU's peak
     allocated memory of this row, not the process's RSS."""
-    images = _random_images(dataset_size, device)
+    images = random_images(dataset_size)
     on_gpu = device == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()

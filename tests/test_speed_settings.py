@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_training import tiny_config, tiny_models, tiny_registry  # noqa: F401 (fixtures)
 
-from factorlens.cli._openmp import busy_cpus, openmp_environment
 from factorlens.environment import bf16_matrix_units, describe_machine, machine_record, resolve_precision
+from factorlens.openmp import busy_cpus, openmp_environment
 from factorlens.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_the_factorlens_command_decides_the_wait_policy_before_torch_loads():
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     code = ("import sys, os\n"
             "import factorlens.cli.main as m\n"
-            "import factorlens.cli._openmp as o\n"
+            "import factorlens.openmp as o\n"
             "o.busy_cpus = lambda: 1.5\n"
             "assert 'torch' not in sys.modules\n"
             "m.build_parser = lambda: (_ for _ in ()).throw(SystemExit(os.environ.get('OMP_WAIT_POLICY')))\n"

@@ -13,6 +13,8 @@ import platform
 import re
 from pathlib import Path
 
+from factorlens import openmp
+
 CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -85,12 +87,6 @@ def resolve_precision(requested: str, device_type: str, cpuinfo: str | None = No
     return "fp32", "auto: the CPU has no bf16 matrix instructions (bf16 would be emulated)"
 
 
-def _openmp_decision() -> str | None:
-    from factorlens.cli import _openmp
-
-    return _openmp.decision
-
-
 def machine_record(precision: str | None = None) -> dict:
     """The machine and libraries a result was made with, as a JSON-ready dict.
 
@@ -111,9 +107,9 @@ def machine_record(precision: str | None = None) -> dict:
         ),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_units": bf16_matrix_units(cpuinfo),
-        # Set by the factorlens command before torch loads (cli/_openmp.py); "unset" = libgomp's default.
+        # Set by the factorlens command before torch loads (factorlens.openmp); "unset" = libgomp's default.
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
-        "omp_wait_policy_reason": _openmp_decision(),
+        "omp_wait_policy_reason": openmp.decision,
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu_names(),

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import factorlens
 import factorlens.cli
-from factorlens.cli._openmp import apply_openmp_environment
 from factorlens.errors import FactorlensError
+from factorlens.openmp import apply_openmp_environment
 
 EXIT_INTERRUPTED = 130
 NOT_COMMANDS = frozenset({"main"})

@@ -1,4 +1,4 @@
-"""The OpenMP wait policy the ``factorlens`` command sets before torch loads (issue 20, shared machines).
+"""The OpenMP wait policy the ``factorlens`` command (cli/main.py) sets before torch loads (issue 20).
 
 PyTorch's CPU kernels run on libgomp's thread pool, whose idle threads spin-wait for the next parallel
 region before they sleep. Alone on a machine that is the fastest choice; with a second busy process (two
