@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -193,6 +194,18 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
+SHUTDOWN_WAIT_S = 30
+
+
 def shutdown(ctx: DistContext) -> None:
+    """Leave the process group. Every rank first waits (at most ``SHUTDOWN_WAIT_S``) for the others to
+    arrive, so that no rank tears down its gloo connections while a peer still uses them: rank 1 used to
+    destroy its group while rank 0 was still writing ``summary.json``, and gloo's teardown then aborted a
+    process now and then (SIGABRT, "terminate called without an active exception"; seen once in CI). A rank
+    that failed alone makes the others wait that long, then leave anyway."""
     if ctx.enabled and dist.is_initialized():
+        try:
+            dist.monitored_barrier(group=ctx.control_group, timeout=timedelta(seconds=SHUTDOWN_WAIT_S))
+        except RuntimeError:
+            pass  # a peer is gone: nothing left to synchronise with
         dist.destroy_process_group()
