@@ -350,3 +350,24 @@ def test_explain_a_gan_from_prior_codes(tmp_path, capsys):
     assert report["codes"] == "prior" and report["num_source"] == 8
     assert report["codes_from"].startswith("8 prior codes (of ") and report["source_predicted_target"] == 0.0
     assert report["random"]["space"] == "code" and report["active_dim"] == 4
+
+
+def test_explain_a_gan_from_inverted_source_images(tmp_path, capsys):
+    clf = _toy_classifier_dir(tmp_path, classes=("MEL", "NV", "DF"))
+    out = tmp_path / "out"
+    args = ["explain", str(GAN_RUN), "--classifier", str(clf), "--target", "DF", "--out", str(out),
+            "--data", "synthetic-lesions:n=24", "--codes", "inverted", "--option", "inversion_steps=5",
+            "--steps", "3", "-k", "2", "--num-source", "8", "--option", "num_random=2"]
+    code, err = _run_cli(args, capsys)
+    assert code == 0, err
+    report = json.loads((out / "explanation.json").read_text())
+    assert report["codes"] == "inverted" and report["num_source"] == 8
+    assert report["codes_from"].startswith("codes found by inverting the generator on 8 images (5 Adam steps")
+
+
+def test_a_gan_with_data_but_prior_codes_is_a_one_line_error(tmp_path, capsys):
+    clf = _toy_classifier_dir(tmp_path, classes=("MEL", "NV", "DF"))
+    code, err = _run_cli(["explain", str(GAN_RUN), "--classifier", str(clf), "--target", "DF",
+                          "--data", "synthetic-lesions:n=24", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and len(err) == 1 and "--data needs --codes inverted" in err[0], err
+    assert not (tmp_path / "o").exists()

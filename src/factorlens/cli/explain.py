@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps of the directions (300)")
     parser.add_argument("--alpha", type=float, default=None, help="edit size in posterior sigmas (3)")
     parser.add_argument("--num-source", type=int, default=None, help="source images (256)")
-    parser.add_argument("--codes", default=None, help="auto, posterior or prior")
+    parser.add_argument(
+        "--codes",
+        default=None,
+        help="auto, posterior, prior or inverted (a GAN's codes of real images, by optimisation)",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
         "--option",

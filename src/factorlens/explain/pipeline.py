@@ -47,10 +47,12 @@ class ExplainOptions:
     num_random: int = option(100, integer(0), "random directions at the same alpha, the baseline")
     codes: str = option(
         "auto",
-        choice("auto", "posterior", "prior"),
-        "source codes: encoder means of source images, or prior draws the classifier "
-        "assigns to the source class (auto: posterior when the model has an encoder)",
+        choice("auto", "posterior", "prior", "inverted"),
+        "source codes: encoder means of source images, prior draws the classifier assigns to the source "
+        "class, or codes found by inverting the generator on source images (auto: posterior when the "
+        "model has an encoder, prior otherwise)",
     )
+    inversion_steps: int = option(300, integer(1), "Adam steps per image of --codes inverted")
     seed: int = option(0, integer(0), "seed of the directions, the source subset and the baseline")
 
 
@@ -85,21 +87,34 @@ def source_codes(
     num: int,
     seed: int,
     what: str,
+    inversion_steps: int = 300,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, str]:
     """``[n, d]`` codes of the images to explain and a sentence saying where they came from.
 
-    ``posterior``: encoder means of ``images`` (already restricted to the source class); ``prior``: N(0, I)
-    draws whose decoded image the classifier assigns to ``source`` (or to any class but ``target``).
+    ``posterior``: encoder means of ``images`` (already restricted to the source class); ``inverted``: codes
+    that decode to ``images`` (Adam on the decoder, ``inversion_steps`` steps; see
+    :mod:`factorlens.directions.inversion`); ``prior``: N(0, I) draws whose decoded image the classifier
+    assigns to ``source`` (or to any class but ``target``).
     """
     gen = np.random.default_rng(seed)
-    if mode == "posterior":
-        if adapter.encode is None:
-            raise ConfigError(f"{what} has no encoder, so it cannot encode source images; use --codes prior")
+    if mode in ("posterior", "inverted"):
+        if mode == "posterior" and adapter.encode is None:
+            raise ConfigError(
+                f"{what} has no encoder, so it cannot encode source images; use --codes prior or inverted"
+            )
         if images is None or len(images) == 0:
             raise DataError(f"no source images to explain ({what})")
         rows = np.sort(gen.permutation(len(images))[:num])
         from factorlens.data.base import to_float
 
+        if mode == "inverted":
+            from factorlens.directions.inversion import invert
+
+            with adapter.frozen():  # gradients reach the codes only
+                found = invert(adapter.decode, to_float(images[rows]), adapter.latent_dim,
+                               steps=inversion_steps, seed=seed, progress=progress)
+            return found.codes, found.describe()
         with torch.no_grad():
             codes = torch.cat(
                 [adapter.encode(to_float(images[rows[i : i + 256]])) for i in range(0, len(rows), 256)]
@@ -213,6 +228,8 @@ def explain(
         num=options.num_source,
         seed=options.seed,
         what=what,
+        inversion_steps=options.inversion_steps,
+        progress=progress,
     )
     covariance = adapter.base_covariance()
     t0 = time.perf_counter()

@@ -81,16 +81,21 @@ def explain_run(
             "(a DDIM decode per edit is too slow on CPU; docs/explain.md)"
         )
     has_encoder = bool(getattr(model, "has_encoder", True))
-    if not has_encoder and (options.codes == "posterior" or data_spec is not None):
+    if not has_encoder and options.codes == "posterior":
         raise ConfigError(
             f"{what} ({run.model_name}) has no encoder, so it cannot encode source images "
-            f"({'--data' if data_spec else '--codes posterior'}); use --codes prior"
+            "(--codes posterior); use --codes prior or --codes inverted"
+        )
+    if not has_encoder and options.codes in ("auto", "prior") and data_spec is not None:
+        raise ConfigError(
+            f"{what} ({run.model_name}) has no encoder: --data needs --codes inverted (source images are "
+            "inverted by optimisation) or no --data with --codes prior"
         )
     source_images = None
-    if has_encoder and options.codes != "prior":
+    if options.codes == "inverted" or (has_encoder and options.codes != "prior"):
         chosen = evaluation_images(run, data_spec, split=None if data_spec else "test")
         source_images = source_images_of(chosen.dataset, chosen.indices, source=source, target=target)
-        adapter = posterior_adapter(run)
+        adapter = posterior_adapter(run) if has_encoder else GeneratorAdapter.from_model(model)
         dataset_name = chosen.dataset.name
     else:
         adapter = GeneratorAdapter.from_model(model)
