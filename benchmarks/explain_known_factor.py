@@ -60,6 +60,7 @@ def two_class_lesions(factor: str, n: int, seed: int):
 
 
 def run_factor(factor: str, args) -> dict:
+    from factorlens.directions import GeneratorAdapter
     from factorlens.directions.oracle import ORACLES
     from factorlens.explain.classifier import (
         ClassifierOptions,
@@ -89,9 +90,12 @@ def run_factor(factor: str, args) -> dict:
         save_classifier(classifier, out / "classifier", options=options, extra={"data": data})
     classifier_s = time.perf_counter() - started
     run = load_run(args.run)
-    adapter = posterior_adapter(run)
+    # a generator without encoder (the GAN) samples the prior; its source codes come from --codes
+    has_encoder = bool(getattr(run.model, "has_encoder", True))
+    adapter = posterior_adapter(run) if has_encoder else GeneratorAdapter.from_model(run.model)
     explain_options = ExplainOptions(k=args.k, steps=args.steps, alpha=args.alpha, num_source=args.num_source,
-                                     num_random=args.num_random, seed=args.seed)
+                                     num_random=args.num_random, seed=args.seed, codes=args.codes,
+                                     inversion_steps=args.inversion_steps)
     contrastive = ContrastiveOptions(features=args.features, edit=args.edit)
     # source images: a random subset of the low class
     rest = np.random.default_rng(args.seed + 7)
@@ -121,6 +125,8 @@ def run_factor(factor: str, args) -> dict:
         "classifier_balanced_accuracy": report["balanced_accuracy"],
         "source_predicted_target": first.report["source_predicted_target"],
         "alpha": args.alpha,
+        "codes": first.report["codes"],
+        "codes_from": first.report["codes_from"],
         "top": None if top is None else {k: top[k] for k in ("direction", "sign", "mean_delta_p",
                                                              "flip_fraction")},
         "random_flip_p95": first.report["random"]["flip_fraction_p95"],
@@ -153,7 +159,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factor", default="lesion_colour",
                         help=f"comma-separated, from: {', '.join(FACTORS)} (or 'all')")
-    parser.add_argument("--run", default="/tmp/base-demo/btcvae", help="a trained β-TCVAE run directory")
+    parser.add_argument("--run", default="/tmp/base-demo/btcvae",
+                        help="a trained run directory (β-TCVAE, any VAE, or the GAN)")
     parser.add_argument("--out", default="/tmp/explain-known-factor")
     parser.add_argument("--n", type=int, default=4000, help="images of the two-class dataset")
     parser.add_argument("--epochs", type=int, default=8, help="classifier epochs")
@@ -168,6 +175,10 @@ def main(argv=None) -> int:
     parser.add_argument("--num-source", type=int, default=256)
     parser.add_argument("--num-random", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--codes", default="auto", choices=("auto", "posterior", "prior", "inverted"),
+                        help="source codes (auto: encoder means; a GAN: prior draws; inverted: decoder "
+                        "inversion of the source images)")
+    parser.add_argument("--inversion-steps", type=int, default=300)
     args = parser.parse_args(argv)
     from factorlens.environment import machine_line
 

@@ -371,3 +371,27 @@ def test_a_gan_with_data_but_prior_codes_is_a_one_line_error(tmp_path, capsys):
                           "--data", "synthetic-lesions:n=24", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and len(err) == 1 and "--data needs --codes inverted" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_when_nothing_passes_the_threshold_the_strongest_candidate_is_reported_and_drawn(
+    tmp_path, capsys, tiny_vae_run
+):
+    from factorlens.directions import DirectionSet
+
+    clf = _toy_classifier_dir(tmp_path)
+    out = tmp_path / "out"
+    code, err = _run_cli(["explain", str(tiny_vae_run), "--classifier", str(clf), "--target", "MEL",
+                          "--source", "NV", "--out", str(out), "--steps", "3", "-k", "3", "--num-source", "8",
+                          "--option", "num_random=2", "--option", "threshold=1.5"], capsys)
+    assert code == 0, err
+    report = json.loads((out / "explanation.json").read_text())
+    assert report["selected"] == []  # a change of probability cannot exceed 1
+    below = report["best_below_threshold"]
+    means = [c["mean_delta_p"] for c in report["candidates"]]
+    best = int(np.argmax(means))
+    assert (below["direction"], below["sign"]) == (best // 2, 1 if best % 2 == 0 else -1)
+    assert below["mean_delta_p"] == pytest.approx(means[best]) and "oracle" in below
+    dirs = DirectionSet.load(out)
+    assert all(label == "" for label in dirs.labels)  # it is not a selected direction
+    assert (out / "counterfactuals.png").is_file()
+    assert "BELOW AttFind's threshold" in (out / "directions.json").read_text()

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from factorlens.directions.adapter import GeneratorAdapter
 from factorlens.directions.direction_set import DirectionSet, projected_std
 from factorlens.errors import ConfigError, DataError
-from factorlens.explain.attfind import attfind, effect_table
+from factorlens.explain.attfind import AttFindStep, attfind, effect_table
 from factorlens.explain.classifier import Classifier
 from factorlens.explain.contrastive import (
     ContrastiveOptions,
@@ -272,11 +272,19 @@ def explain(
     matrix = mean_directions(edits, codes)
     reference = adapter.reference_codes()
     scales = projected_std(reference, matrix)
-    selected = []
     gen = torch.Generator().manual_seed(options.seed + 2)
     reference_sample = adapter.sample_base(min(256, 4 * len(codes)), gen)
     oracle_codes = codes[: min(128, len(codes))]
-    for step in chosen:
+    # When no candidate passes AttFind's threshold, the strongest one is still reported and drawn, marked
+    # as below the threshold: "nothing explains it" and "this is the best there is, and it is weak" are
+    # both answers a user needs to see (it is never a selected direction).
+    below = []
+    if not chosen and len(delta):
+        best = int(np.argmax(delta.mean(axis=1)))
+        below = [AttFindStep(best, best // 2, 1 if best % 2 == 0 else -1, 0, options.threshold,
+                             float(delta[best].mean()), int(delta.shape[1]))]
+    described = []
+    for step in chosen + below:
         entry = {**step.to_json(), **_summary(delta[step.candidate], flipped[step.candidate])}
         if oracle is not None:
             edited = candidates[step.candidate][: len(oracle_codes)]
@@ -290,7 +298,9 @@ def explain(
                 "moved_most": oracle.factor_names[int(order[0])],
                 "ratio_to_next": float(effect[order[0]] / effect[order[1]]) if effect[order[1]] > 0 else None,
             }
-        selected.append(entry)
+        described.append(entry)
+    selected = described[: len(chosen)]
+    best_below = described[len(chosen):]
     all_candidates = [
         {"direction": c // 2, "sign": 1 if c % 2 == 0 else -1, **_summary(delta[c], flipped[c])}
         for c in range(len(delta))
@@ -311,6 +321,7 @@ def explain(
         "options": asdict(options),
         "contrastive": asdict(contrastive),
         "selected": selected,
+        "best_below_threshold": best_below[0] if best_below else None,
         "candidates": all_candidates,
         "random": baseline["random"],
         "random_active": baseline["random_active"],
@@ -332,7 +343,9 @@ def explain(
         extras={"edit": contrastive.edit, "losses_tail": losses[-10:]},
     )
     figures = {
-        "strips": _strip_images(adapter, classifier, edits, codes, chosen, options, covariance, target_index)
+        "strips": _strip_images(
+            adapter, classifier, edits, codes, chosen + below, options, covariance, target_index
+        )
     }
     return Explanation(directions, report, edits, codes, base_probs, figures)
 
@@ -366,9 +379,16 @@ def write_explanation(explanation: Explanation, out: str | Path) -> Path:
     figures = {}
     strips = explanation.figures["strips"]
     if len(strips["images"]):
-        save_strips(strips, report, out / "counterfactuals.png")
+        below = report["best_below_threshold"] is not None
+        entries = [report["best_below_threshold"]] if below else report["selected"]
+        save_strips(strips, report, entries, out / "counterfactuals.png", below_threshold=below)
+        which = (
+            "the strongest candidate, BELOW AttFind's threshold (no direction was selected)"
+            if below
+            else "AttFind's directions"
+        )
         figures["counterfactuals.png"] = (
-            f"Counterfactual strips: rows = source images x AttFind's directions, columns = reconstruction, "
+            f"Counterfactual strips: rows = source images x {which}, columns = reconstruction, "
             f"then edits up to alpha = {report['alpha']:g} posterior sigmas; p({report['target']}) under each"
         )
     save_delta_bars(report, out / "delta_p.png")

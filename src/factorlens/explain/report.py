@@ -4,15 +4,20 @@ from __future__ import annotations
 
 
 def explanation_rows(report: dict) -> tuple[list[str], list[list[object]]]:
-    """Header and rows: one per direction AttFind chose, then the random baseline."""
+    """Header and rows: one per direction AttFind chose (or, when it chose none, the strongest candidate,
+    marked below the threshold), then the random baseline."""
     header = ["rank", "direction", "mean Δp", "flip fraction", "oracle: moved most (ratio to next)"]
     rows: list[list[object]] = []
-    for entry in report.get("selected", []):
+    below = report.get("best_below_threshold")
+    entries = [(entry["round"] + 1, entry) for entry in report.get("selected", [])]
+    if below:
+        entries.append(("none selected; strongest, below threshold", below))
+    for rank, entry in entries:
         oracle = entry.get("oracle")
         ratio = (oracle or {}).get("ratio_to_next")
         shown = "inf" if ratio is None else f"{ratio:.2f}"
         moved = "n/a" if not oracle else f"{oracle['moved_most']} ({shown})"
-        rows.append([entry["round"] + 1, f"{entry['direction']}{'+' if entry['sign'] > 0 else '-'}",
+        rows.append([rank, f"{entry['direction']}{'+' if entry['sign'] > 0 else '-'}",
                      f"{entry['mean_delta_p']:.3f}", f"{entry['flip_fraction']:.3f}", moved])
     baseline = report.get("random") or {}
     if baseline.get("num_random"):
