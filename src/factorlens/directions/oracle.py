@@ -3,7 +3,12 @@
 - ``synthetic-lesions`` (RGB skin with one darker elliptical lesion): the skin colour is the median of
   the image border; the lesion is the largest connected component above Otsu's threshold of the colour
   distance to the skin; we report its area fraction, eccentricity, orientation, centroid x/y, darkness
-  (skin minus lesion luminance) and the skin luminance.
+  and the skin luminance. **Darkness is relative**, ``1 - lesion luminance / skin luminance``: the renderer
+  makes a lesion as skin x pigment transmittance, so this reads the pigment (the ``lesion_colour`` factor)
+  whatever the skin tone. The absolute difference (skin minus lesion luminance; factorlens before
+  2026-12-03) grows with the skin's luminance: a ground-truth change of skin tone alone moved it 1.75
+  sds against 2.66 for skin tone itself, so no skin-tone edit, however pure, could be read as skin tone
+  >= 2x anything else (``tests/test_directions_sfvq_oracle.py`` checks every factor that way).
 - ``dsprites`` (1 channel, white sprite on black): the sprite is the largest component above 0.5; we
   report its area fraction, centroid x/y and orientation.
 
@@ -83,7 +88,8 @@ def _read_lesions(images: np.ndarray) -> np.ndarray:
         luminance = pixels @ LUMA
         skin_luminance = float(skin @ LUMA)
         out[i, :5] = region_geometry(mask)
-        out[i, 5] = skin_luminance - float(luminance[mask].mean()) if mask.any() else np.nan
+        if mask.any() and skin_luminance > 0:
+            out[i, 5] = 1.0 - float(luminance[mask].mean()) / skin_luminance
         out[i, 6] = skin_luminance
     return out
 
