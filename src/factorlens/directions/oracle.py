@@ -27,6 +27,8 @@ from scipy import ndimage
 from factorlens.registry import Registry
 
 LUMA = np.array([0.299, 0.587, 0.114])
+# Below this skin luminance (a near-black border: a failed decode) relative darkness is not read (NaN).
+MIN_SKIN_LUMINANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,10 @@ def _read_lesions(images: np.ndarray) -> np.ndarray:
         luminance = pixels @ LUMA
         skin_luminance = float(skin @ LUMA)
         out[i, :5] = region_geometry(mask)
-        if mask.any() and skin_luminance > 0:
-            out[i, 5] = 1.0 - float(luminance[mask].mean()) / skin_luminance
+        if mask.any() and skin_luminance > MIN_SKIN_LUMINANCE:
+            # 1 = a black lesion, 0 = as bright as the skin; clipped at -1 (twice as bright) so that one
+            # odd decode cannot dominate a mean
+            out[i, 5] = max(-1.0, 1.0 - float(luminance[mask].mean()) / skin_luminance)
         out[i, 6] = skin_luminance
     return out
 
