@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="/tmp/precision-agreement")
     args = parser.parse_args(argv)
+    if len(args.seeds) < 2:
+        parser.error("--seeds needs at least two seeds (the comparison is in units of the seed spread)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves: dict[str, list[dict]] = {"fp32": [], "bf16": []}
@@ -77,15 +79,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         per = {p: np.stack([windows(r[term], r["iters"], args.window) for r in runs])
                for p, runs in curves.items()}
-        print(f"\n{term}: window | fp32 mean ± sd | bf16 mean ± sd | bf16 - fp32 | in seed spreads")
+        print(f"\n{term}: window | fp32 mean ± sd | bf16 mean ± sd | bf16 - fp32 | in seed spreads "
+              "| paired: per-seed difference mean ± sd")
         for w in range(per["fp32"].shape[1]):
             a, b = per["fp32"][:, w], per["bf16"][:, w]
-            spread = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)) if len(a) > 1 else float("nan")
+            spread = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
             diff = float(b.mean() - a.mean())
-            units = diff / spread if spread > 0 else float("inf")
-            worst = max(worst, abs(units))
+            units = 0.0 if diff == 0 else (diff / spread if spread > 0 else float("inf"))
+            worst = float("nan") if np.isnan(units) else max(worst, abs(units))
+            paired = b - a  # the same seed in both precisions: how far one run drifts from its twin
             print(f"{(w + 1) * args.window:>6} | {a.mean():9.3f} ± {a.std(ddof=1):7.3f} | "
-                  f"{b.mean():9.3f} ± {b.std(ddof=1):7.3f} | {diff:+8.3f} | {units:+6.2f}")
+                  f"{b.mean():9.3f} ± {b.std(ddof=1):7.3f} | {diff:+8.3f} | {units:+6.2f} | "
+                  f"{paired.mean():+8.3f} ± {paired.std(ddof=1):7.3f}")
     print(f"\nlargest |bf16 - fp32| over windows and terms: {worst:.2f} seed spreads "
           f"({'within' if worst <= 2 else 'NOT within'} 2 spreads)")
     return 0

@@ -87,7 +87,8 @@ def save_delta_bars(report: dict, path: Path) -> Path:
     ax.set_ylabel(f"mean change of p({report['target']})")
     ax.axhline(report["options"]["threshold"], color="tab:red", linestyle=":", linewidth=1)
     ax.set_title(f"alpha = {report['alpha']:g} posterior sd; red: AttFind's choice"
-                 + ("; orange: strongest, below threshold (dotted)" if below else "; dotted: threshold"),
+                 + ("; orange: strongest, below the first threshold (dotted)" if below
+                    else "; dotted: first threshold"),
                  fontsize=9)
     fig.tight_layout()
     _save(fig, path)

@@ -281,7 +281,8 @@ def explain(
     below = []
     if not chosen and len(delta):
         best = int(np.argmax(delta.mean(axis=1)))
-        below = [AttFindStep(best, best // 2, 1 if best % 2 == 0 else -1, 0, options.threshold,
+        # round -1: not one of AttFind's rounds
+        below = [AttFindStep(best, best // 2, 1 if best % 2 == 0 else -1, -1, options.threshold,
                              float(delta[best].mean()), int(delta.shape[1]))]
     described = []
     for step in chosen + below:

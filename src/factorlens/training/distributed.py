@@ -197,15 +197,18 @@ def barrier(ctx: DistContext) -> None:
 SHUTDOWN_WAIT_S = 30
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group. Every rank first waits (at most ``SHUTDOWN_WAIT_S``) for the others to
-    arrive, so that no rank tears down its gloo connections while a peer still uses them: rank 1 used to
-    destroy its group while rank 0 was still writing ``summary.json``, and gloo's teardown then aborted a
-    process now and then (SIGABRT, "terminate called without an active exception"; seen once in CI). A rank
-    that failed alone makes the others wait that long, then leave anyway."""
+def shutdown(ctx: DistContext, *, wait: bool = True) -> None:
+    """Leave the process group. With ``wait`` (a run that ended the same way on every rank: finished, or
+    stopped by an agreed SIGINT/SIGTERM), every rank first meets the others at a barrier, so that no rank
+    tears down its gloo connections while a peer still uses them: rank 1 used to destroy its group while
+    rank 0 was still writing ``summary.json``, and gloo's teardown then aborted a process now and then
+    (SIGABRT, "terminate called without an active exception"; seen once in CI). Without ``wait`` (this rank
+    raised on its own) it leaves at once: the barrier's timeout binds rank 0 only, the other ranks would
+    wait for the process group's own timeout (30 minutes)."""
     if ctx.enabled and dist.is_initialized():
-        try:
-            dist.monitored_barrier(group=ctx.control_group, timeout=timedelta(seconds=SHUTDOWN_WAIT_S))
-        except RuntimeError:
-            pass  # a peer is gone: nothing left to synchronise with
+        if wait:
+            try:
+                dist.monitored_barrier(group=ctx.control_group, timeout=timedelta(seconds=SHUTDOWN_WAIT_S))
+            except RuntimeError:
+                pass  # a peer is gone: nothing left to synchronise with
         dist.destroy_process_group()

@@ -500,14 +500,20 @@ def train(config: dict | RunConfig, out: str | Path, *, resume: bool = False, fo
     if typed.train.num_threads > 0:
         torch.set_num_threads(typed.train.num_threads)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
+    ended_together = True  # finished, or stopped by a signal all ranks agreed on
     try:
         with torch.random.fork_rng(devices=rng_devices):
             return _train(typed, out, resume=resume, force=force, progress=progress, device=device, ctx=ctx,
                           callbacks=callbacks)
+    except TrainingInterrupted:
+        raise
+    except BaseException:
+        ended_together = False
+        raise
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = cudnn_benchmark
-        distributed.shutdown(ctx)
+        distributed.shutdown(ctx, wait=ended_together)
 
 
 def apply_process_settings(config: RunConfig) -> None:
