@@ -155,7 +155,8 @@ def test_class_frequencies_and_shifts():
 
 
 def test_bad_options_are_config_errors():
-    with pytest.raises(ConfigError, match=r"unknown key synthetic-lesions\.colour .*allowed: n, seed, size"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown key synthetic-lesions\.colour .*allowed: n, seed, size, factors"):
         load_dataset("synthetic-lesions:colour=3", progress=False)
     with pytest.raises(ConfigError, match=r"synthetic-lesions\.size in .* must be one of 32, 64, 128, got 3"):
         load_dataset("synthetic-lesions:size=3", progress=False)
@@ -165,3 +166,28 @@ def test_bad_options_are_config_errors():
         load_dataset("synthetic-lesions:n=0", progress=False)
     with pytest.raises(ConfigError, match="out of range"):
         SyntheticLesionSampler().render(np.full((1, 8), 6))
+    with pytest.raises(ConfigError,
+                       match=r"synthetic-lesions\.factors in .* must be one of mixture, independent"):
+        load_dataset("synthetic-lesions:factors=uniform", progress=False)
+
+
+def test_independent_factors_are_uniform_and_uncorrelated_where_the_mixture_correlates_them(tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("FACTORLENS_CACHE", str(tmp_path))
+    mixture = load_dataset("synthetic-lesions:n=3000,seed=2", progress=False)
+    independent = load_dataset("synthetic-lesions:n=3000,seed=2,factors=independent", progress=False)
+    assert independent.spec == "synthetic-lesions:n=3000,seed=2,factors=independent"
+    size, colour = F["size"], F["lesion_colour"]
+    mixed = np.corrcoef(mixture.factors[:, size], mixture.factors[:, colour])[0, 1]
+    free = np.corrcoef(independent.factors[:, [size, colour, F["eccentricity"]]].T)
+    assert mixed > 0.15  # the class mixture ties size to pigment
+    assert np.abs(free - np.eye(3)).max() < 0.06  # |r| of 3,000 independent draws: sd ~ 0.018
+    for k, levels in enumerate(independent.factor_sizes):
+        np.testing.assert_allclose(np.bincount(independent.factors[:, k], minlength=levels) / 3000,
+                                   1 / levels, atol=0.04)
+    drawn = independent.sampler.sample_factors(4000, np.random.default_rng(0))
+    assert abs(np.corrcoef(drawn[:, size], drawn[:, colour])[0, 1]) < 0.06
+    # the images are those of the factors (the same renderer)
+    np.testing.assert_array_equal(
+        independent.sampler.render(independent.factors[:5], dataset_noise_seeds(2, 3000)[:5]),
+        independent.images[:5])

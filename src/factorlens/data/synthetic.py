@@ -25,7 +25,7 @@ from factorlens.data.cache import cached_build
 from factorlens.data.handcrafted import handcrafted_factors
 from factorlens.data.loading import DATASETS, DatasetSpec, parse_options
 from factorlens.errors import ConfigError
-from factorlens.schema import integer, option
+from factorlens.schema import choice, integer, option
 
 ISIC_CLASS_NAMES = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
 # HAM10000 class counts (of 10,015 images), in ISIC order: the synthetic class frequencies.
@@ -125,6 +125,8 @@ CLASS_SHIFTS: dict[str, dict[str, tuple[float, float]]] = {
     },
 }
 
+FACTOR_DISTRIBUTIONS = ("mixture", "independent")
+
 _RENDER_CHUNK = 1024
 _U64 = np.uint64
 
@@ -211,8 +213,12 @@ class SyntheticLesionSampler:
     factor_sizes: list[int] = list(FACTOR_SIZES)
     class_names: list[str] = list(ISIC_CLASS_NAMES)
 
-    def __init__(self, size: int = IMAGE_SIZE) -> None:
+    def __init__(self, size: int = IMAGE_SIZE, factors: str = "mixture") -> None:
+        if factors not in FACTOR_DISTRIBUTIONS:
+            raise ConfigError(f"synthetic-lesions option factors must be one of "
+                              f"{', '.join(FACTOR_DISTRIBUTIONS)}, got {factors!r}")
         self.size = size
+        self.factors = factors
 
     def class_level_probabilities(self) -> np.ndarray:
         """``float64 [7, K, max_levels]``: p(level of factor k | class c), zero-padded past each size."""
@@ -246,7 +252,10 @@ class SyntheticLesionSampler:
         )
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``int64 [n, K]`` factors from the dataset's mixture over classes."""
+        """``int64 [n, K]`` factors from the dataset's mixture over classes, or (``factors="independent"``)
+        every factor uniform over its levels, independently of the others."""
+        if self.factors == "independent":
+            return independent_factors(n, rng)
         return self.sample_factors_for_classes(self.sample_labels(n, rng), rng)
 
     def render(self, factors: np.ndarray, noise_seeds: np.ndarray | None = None) -> np.ndarray:
@@ -352,20 +361,33 @@ def allocate_class_counts(n: int) -> np.ndarray:
     return counts
 
 
+def independent_factors(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``int64 [n, K]``: each factor uniform over its levels, independently of the others and of the class."""
+    return np.stack([rng.integers(0, size, n) for size in FACTOR_SIZES], axis=1).astype(np.int64)
+
+
 def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool = False,
-                               size: int = IMAGE_SIZE) -> ImageDataset:
-    """Generate ``synthetic-lesions:n=N,seed=S[,size=32|128]`` (no cache). Deterministic in ``(n, seed)``.
+                               size: int = IMAGE_SIZE, factors: str = "mixture") -> ImageDataset:
+    """Generate ``synthetic-lesions:n=N,seed=S[,size=32|128][,factors=independent]`` (no cache).
+    Deterministic in ``(n, seed, factors)``.
 
     Images are rendered at 64 px and resized to ``size`` (:func:`resize_rendered`); factors, labels and the
-    handcrafted factors (measured on the 64 px masks) do not depend on ``size``."""
+    handcrafted factors (measured on the 64 px masks) do not depend on ``size``. ``factors="mixture"``
+    draws them from p(factors | class) (classes with HAM10000's frequencies: size, eccentricity, lesion
+    colour and border irregularity correlate through the class); ``"independent"`` draws every factor
+    uniformly and independently (the labels, drawn as before, then say nothing about the images)."""
     if n < 1:
         raise ConfigError(f"synthetic-lesions option n must be >= 1, got {n}")
     if seed < 0:
         raise ConfigError(f"synthetic-lesions option seed must be >= 0, got {seed}")
-    sampler = SyntheticLesionSampler()
+    sampler = SyntheticLesionSampler(factors=factors)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.repeat(np.arange(len(ISIC_CLASS_NAMES)), allocate_class_counts(n)))
-    factors = sampler.sample_factors_for_classes(labels, rng)
+    distribution = factors
+    if distribution == "independent":
+        factors = independent_factors(n, rng)
+    else:
+        factors = sampler.sample_factors_for_classes(labels, rng)
     noise_seeds = dataset_noise_seeds(seed, n)
     images = np.empty((n, 3, size, size), dtype=np.uint8)
     masks = np.empty((n, size, size), dtype=np.uint8)
@@ -380,7 +402,8 @@ def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool 
             bar.update(chunk.stop - chunk.start)
     return ImageDataset(
         name="synthetic-lesions",
-        spec=f"synthetic-lesions:n={n},seed={seed}" + ("" if size == IMAGE_SIZE else f",size={size}"),
+        spec=f"synthetic-lesions:n={n},seed={seed}" + ("" if size == IMAGE_SIZE else f",size={size}")
+        + ("" if distribution == "mixture" else f",factors={distribution}"),
         images=images,
         ids=[str(i) for i in range(n)],
         labels=labels.astype(np.int64),
@@ -391,7 +414,7 @@ def generate_synthetic_lesions(n: int = 10015, seed: int = 0, *, progress: bool 
         handcrafted=handcrafted,
         masks=masks,
         groups=np.arange(n, dtype=np.int64),
-        sampler=SyntheticLesionSampler(size),
+        sampler=SyntheticLesionSampler(size, distribution),
         notes={"empty_masks": int(np.isnan(handcrafted[:, 0]).sum())},
     )
 
@@ -404,6 +427,9 @@ class SyntheticLesionsOptions:
     seed: int = option(0, integer(0), "seed of the factors and the rendering noise")
     size: int = option(IMAGE_SIZE, image_size_option,
                        "image side: 64 (rendered), 32 (2x2 area averages) or 128 (bilinear)")
+    factors: str = option("mixture", choice(*FACTOR_DISTRIBUTIONS),
+                          "mixture: factors drawn given the class (correlated, as in HAM10000); independent: "
+                          "each uniform and independent (the disentanglement setting; labels uninformative)")
 
 
 @DATASETS.register("synthetic-lesions")
@@ -411,13 +437,15 @@ def load_synthetic_lesions(spec: DatasetSpec, *, skip_bad: bool, progress: bool)
     """``synthetic-lesions[:n=10015,seed=0]``, cached on disk after the first generation."""
     options = parse_options(spec, SyntheticLesionsOptions)
     n, seed, size = options.n, options.seed, options.size
-    # the 64 px key is the one from before the size option (its caches stay valid)
+    # the 64 px mixture key is the one from before the size and factors options (its caches stay valid)
     sized = {} if size == IMAGE_SIZE else {"size": size}
+    if options.factors != "mixture":
+        sized["factors"] = options.factors
     dataset = cached_build(
         "synthetic-lesions",
         {"source": "synthetic-lesions", "n": n, "seed": seed, **sized},
         spec.raw,
-        lambda: generate_synthetic_lesions(n, seed, progress=progress, size=size),
+        lambda: generate_synthetic_lesions(n, seed, progress=progress, size=size, factors=options.factors),
     )
-    dataset.sampler = SyntheticLesionSampler(size)
+    dataset.sampler = SyntheticLesionSampler(size, options.factors)
     return dataset
