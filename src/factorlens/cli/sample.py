@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cols is not None and args.cols < 1:
         raise ConfigError(f"--cols must be a positive integer, got {args.cols}")
     run_ = load_run(args.run)
-    if not isinstance(run_.model, DDPM):
+    if not isinstance(run_.model, DDPM) or not run_.model.is_diffusion:  # diffae decodes codes: viz
         raise ConfigError(f"factorlens sample takes diffusion runs (model ddpm); {args.run} is a "
                           f"{run_.model_name!r} run (its prior samples: factorlens viz)")
     images = generate(run_.model, args.n, steps=args.steps, seed=args.seed).numpy()

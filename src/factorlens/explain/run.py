@@ -73,12 +73,14 @@ def explain_run(
         classifier.class_index(source, option_name="--source")
     run = load_run(run_path)
     what = f"run {run_path}"
-    classifier.check_images(int(run.split.get("channels", 3)), int(run.split.get("image_size", 64)), what)
     model = run.model
+    # decoded images are what the classifier sees: a diffusion model may decode at a lower resolution
+    decoded_size = int(getattr(model, "resolution", 0) or run.split.get("image_size", 64))
+    classifier.check_images(int(run.split.get("channels", 3)), decoded_size, what)
     if getattr(model, "is_diffusion", False):
         raise ConfigError(
-            f"{what} is a diffusion model: explain supports the VAE family and the GAN for now "
-            "(a DDIM decode per edit is too slow on CPU; docs/explain.md)"
+            f"{what} is a ddpm, whose only code is the noise x_T: explain a classifier through a diffusion "
+            "autoencoder (model diffae: a semantic code conditions the U-Net), the VAE family or the GAN"
         )
     has_encoder = bool(getattr(model, "has_encoder", True))
     if not has_encoder and options.codes == "posterior":

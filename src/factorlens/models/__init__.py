@@ -21,6 +21,7 @@ from factorlens.models.adversarial import AdversarialBetaTCVAE, AdversarialBetaT
 from factorlens.models.base import LatentModel, StepOutput
 from factorlens.models.btcvae import BetaTCVAE, BetaTCVAEConfig
 from factorlens.models.ddpm import DDPMConfig, build_ddpm
+from factorlens.models.diffae import DiffAEConfig, build_diffae
 from factorlens.models.gan import GAN, GANConfig
 from factorlens.models.vae import VAE, BetaVAE, BetaVAEConfig, VAEConfig
 from factorlens.networks import NETWORKS, network_family
@@ -103,6 +104,9 @@ MODELS.register("btcvae-adv")(ModelEntry(
 MODELS.register("gan")(ModelEntry(GANConfig, _gan, "GAN (non-saturating), 32-d prior, no encoder", "dcgan"))
 MODELS.register("ddpm")(ModelEntry(
     DDPMConfig, build_ddpm, "DDPM (Ho et al.): ε-prediction U-Net, DDIM sampling/inversion", "unet"))
+MODELS.register("diffae")(ModelEntry(
+    DiffAEConfig, build_diffae,
+    "Diffusion autoencoder (Preechakul et al.): semantic encoder conditioning the DDPM U-Net", "unet"))
 
 
 def model_config_class(name: str) -> type:

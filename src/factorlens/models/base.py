@@ -51,6 +51,10 @@ class LatentModel(nn.Module):
     def adversary_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> StepOutput:
         raise NotImplementedError(f"{type(self).__name__} has no adversary")
 
+    def on_fresh_run(self) -> None:
+        """Called by the trainer once, before the first step of a new run (never on --resume): a model
+        that starts from weights trained elsewhere loads them here. Default: nothing."""
+
     def first_decoder_layer(self) -> nn.Module:
         """The decoder's / generator's latent-reading first layer (SeFa, NOG/OLR)."""
         raise NotImplementedError

@@ -553,6 +553,8 @@ def _train(config: RunConfig, out: Path, *, resume: bool, force: bool, progress:
     model, model_section = rundir.build_run_model(config.model, channels=dataset.channels,
                                                   image_size=dataset.image_size)
     record = {**config.to_dict(), "model": model_section}
+    if stored_config is None:
+        model.on_fresh_run()  # e.g. diffae's model.init_unet (a resumed run has it in its checkpoint)
 
     if stored_config is not None:
         stored = {**stored_config, "model": resolve_model_section(stored_config["model"])}
