@@ -79,6 +79,15 @@ def run_factor(factor: str, args) -> dict:
     names = [f"low_{factor}", f"high_{factor}"]
     options = ClassifierOptions(epochs=args.epochs, head=args.head, seed=args.seed)
     data = f"two-class {factor} n={args.n} seed={args.seed}"
+    run = load_run(args.run)
+    # the classifier sees decoded images: a diffusion model may decode at a lower resolution (2x2 means)
+    decoded = int(getattr(run.model, "resolution", 0) or images.shape[-1])
+    classifier_images = images
+    if decoded != images.shape[-1]:
+        step = images.shape[-1] // decoded
+        classifier_images = np.rint(images.reshape(*images.shape[:2], decoded, step, decoded, step)
+                                    .mean(axis=(3, 5))).astype(np.uint8)
+        data += f" size={decoded}"
     saved = out / "classifier" / "classifier.json"
     if saved.is_file() and json.loads(saved.read_text())["data"] == data and json.loads(
         saved.read_text()
@@ -86,10 +95,9 @@ def run_factor(factor: str, args) -> dict:
         classifier = load_classifier(out / "classifier")
         report = classifier.meta["training"]
     else:
-        classifier, report = train_classifier(images, labels, names, options, progress=False)
+        classifier, report = train_classifier(classifier_images, labels, names, options, progress=False)
         save_classifier(classifier, out / "classifier", options=options, extra={"data": data})
     classifier_s = time.perf_counter() - started
-    run = load_run(args.run)
     # a generator without encoder (the GAN) samples the prior; its source codes come from --codes
     has_encoder = bool(getattr(run.model, "has_encoder", True))
     adapter = posterior_adapter(run) if has_encoder else GeneratorAdapter.from_model(run.model)
