@@ -158,3 +158,19 @@ def test_explain_refuses_a_plain_ddpm_run(ddpm_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is a ddpm, whose only code is the noise x_T" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("preset", ["cpu/diffae", "paper/diffae"])
+def test_presets_validate_and_build(preset):
+    from factorlens.config import load_config, parse_run_config, resolve_config_path
+
+    config = parse_run_config(load_config(resolve_config_path(preset)), preset)
+    assert config.model.name == "diffae"
+    if preset == "cpu/diffae":  # the figures docs/models.md gives
+        params = config.to_dict()["model"]
+        params.pop("name")
+        params.pop("network", None)
+        model = build_model("diffae", params, channels=3, image_size=64)
+        assert sum(p.numel() for p in model.parameters()) == 1_777_219
+        assert sum(p.numel() for p in model.semantic_encoder.parameters()) == 659_040
+        assert model.latent_dim == 32 and model.config.sample_steps == 20

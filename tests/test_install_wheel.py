@@ -21,7 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {f"{kind}/{name}" for kind in ("cpu", "paper")
-           for name in ("vae", "beta-vae", "btcvae", "btcvae-resnet", "btcvae-adv", "gan", "ddpm")}
+           for name in ("vae", "beta-vae", "btcvae", "btcvae-resnet", "btcvae-adv", "gan", "ddpm",
+                        "diffae")}
 
 
 def _run(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120) -> str:

@@ -12,7 +12,7 @@ ALL = ["vae", "beta-vae", "btcvae", "btcvae-resnet", "btcvae-adv", "gan"]
 
 
 def test_registry_names_and_defaults():
-    assert MODELS.names() == sorted([*ALL, "ddpm"])  # the paper's six and the diffusion model
+    assert MODELS.names() == sorted([*ALL, "ddpm", "diffae"])  # the paper's six and the diffusion models
     defaults = {name: dataclasses.asdict(model_config_class(name)()) for name in ALL}
     assert defaults["vae"] == {"latent_dim": 32}
     assert defaults["beta-vae"] == {"latent_dim": 32, "beta": 6.0}
