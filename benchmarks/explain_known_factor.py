@@ -1,8 +1,10 @@
 """Acceptance experiment of ``factorlens explain`` on data with known truth (issue 17, item 4).
 
 Two classes of synthetic lesions that differ in ONE generative factor (low vs high levels of ``--factor``;
-every other factor drawn from the dataset's mixture, the same for both classes). A small CNN learns them;
-``explain`` then looks for the difference through a trained β-TCVAE (default: the demo run). Passes when
+every other factor drawn from the dataset's mixture, the same for both classes). A small CNN learns them
+(at the generator's decoded size); ``explain`` then looks for the difference through a trained generator
+(``--run``: a β-TCVAE or any VAE through its encoder, a GAN from ``--codes prior`` draws or ``inverted``
+source images, a diffusion autoencoder through its semantic code; default: the demo's β-TCVAE). Passes when
 
 - the classifier's test accuracy is >= 0.95;
 - AttFind's top direction flips >= 50 % of source images while the 95th percentile of 100 random
