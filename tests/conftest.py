@@ -25,3 +25,13 @@ def adapter(phantom: PlantedPhantom) -> GeneratorAdapter:
         posterior_codes=phantom.posterior_codes(1000, seed=1),
         first_layer_weight=phantom.first_decoder_layer_weight(),
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on a shared 2-core machine two threads of tiny convolutions wait on
+    each other (8 s instead of 0.2 s for a 4-step DDIM chain at load 13)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -24,14 +24,7 @@ TINY_ARGS = {"spatial_dims": 2, "in_channels": 3, "out_channels": 3, "channels":
              "num_head_channels": 8, "image_size": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads of tiny convolutions wait on each
-    other (8 s instead of 0.2 s for a 4-step chain at load 13)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_ddpm(seed: int = 0) -> DDPM:

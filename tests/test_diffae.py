@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from test_explain import _toy_classifier_dir
 
 from factorlens.cli.main import main
 from factorlens.errors import ConfigError
@@ -20,12 +21,7 @@ TRAIN = {"iterations": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2
 DATA = {"spec": "synthetic-lesions:n=48"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def filled(model):
@@ -130,11 +126,6 @@ def test_sample_refuses_a_diffae_run(diffae_run, capsys):
 
 
 def test_explain_runs_through_a_diffae(diffae_run, tmp_path, capsys):
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_explain import _toy_classifier_dir
-
     clf = _toy_classifier_dir(tmp_path, size=32)
     out = tmp_path / "out"
     code = main(["explain", str(diffae_run), "--classifier", str(clf), "--target", "MEL", "--source", "NV",
@@ -147,11 +138,6 @@ def test_explain_runs_through_a_diffae(diffae_run, tmp_path, capsys):
 
 
 def test_explain_refuses_a_plain_ddpm_run(ddpm_run, tmp_path, capsys):
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_explain import _toy_classifier_dir
-
     clf = _toy_classifier_dir(tmp_path, size=32)
     code = main(["explain", str(ddpm_run), "--classifier", str(clf), "--target", "MEL",
                  "--out", str(tmp_path / "out")])

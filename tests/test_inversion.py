@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
+from test_explain import GAN_RUN
 
 from factorlens.directions.inversion import invert
-
-GAN_RUN = Path(__file__).parent / "fixtures" / "v1-gan-run"
 
 
 def test_inversion_of_a_linear_decoder_matches_the_ridge_solution():

@@ -183,13 +183,19 @@ class DDPM(LatentModel):
                           "use --method hspace, hspace-pca or random")
 
 
-def build_ddpm(config: DDPMConfig, networks: Any) -> DDPM:
-    """The ``MODELS`` factory: a ``unet`` family denoiser at ``config.resolution`` (0 = data size)."""
+def build_denoiser(config: DDPMConfig, networks: Any, model_name: str) -> tuple[nn.Module, int]:
+    """``(unet, resolution)``: the network family's denoiser at ``config.resolution`` (0 = data size)."""
     family = networks.family()
     if family.denoiser is None:
-        raise ConfigError(f"model 'ddpm' needs a denoiser network (unet), not {networks.family_name!r}")
+        raise ConfigError(f"model {model_name!r} needs a denoiser network (unet), "
+                          f"not {networks.family_name!r}")
     resolution = config.resolution or networks.image_size
-    unet = family.denoiser(networks.channels, resolution, **config.unet_args())
+    return family.denoiser(networks.channels, resolution, **config.unet_args()), resolution
+
+
+def build_ddpm(config: DDPMConfig, networks: Any) -> DDPM:
+    """The ``MODELS`` factory: a ``unet`` family denoiser at ``config.resolution`` (0 = data size)."""
+    unet, resolution = build_denoiser(config, networks, "ddpm")
     return DDPM(config, unet=unet, channels=networks.channels, image_size=networks.image_size,
                 resolution=resolution)
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from factorlens.errors import CheckpointError, ConfigError
 from factorlens.models.base import StepOutput
-from factorlens.models.ddpm import DDPM, DDPMConfig
+from factorlens.models.ddpm import DDPM, DDPMConfig, build_denoiser
 from factorlens.schema import integer, option, text
 
 
@@ -134,11 +134,7 @@ def build_diffae(config: DiffAEConfig, networks: Any) -> DiffAE:
     """The ``MODELS`` factory: the ``unet`` family's denoiser plus the ``conv`` family's encoder."""
     from factorlens.networks import network_family
 
-    family = networks.family()
-    if family.denoiser is None:
-        raise ConfigError(f"model 'diffae' needs a denoiser network (unet), not {networks.family_name!r}")
-    resolution = config.resolution or networks.image_size
-    unet = family.denoiser(networks.channels, resolution, **config.unet_args())
+    unet, resolution = build_denoiser(config, networks, "diffae")
     encoder = network_family("conv").encoder(networks.channels, config.semantic_dim, networks.image_size)
     return DiffAE(config, unet=unet, encoder=encoder, channels=networks.channels,
                   image_size=networks.image_size, resolution=resolution)
