@@ -89,6 +89,61 @@ def test_hand_ddim_chain_equals_monai_scheduler(model: DDPM) -> None:
     assert float((chains[0] - chains[1]).abs().max()) > 1e-3  # clipping acted
 
 
+def test_v_prediction_chain_equals_monai_scheduler_and_v_converts_to_eps() -> None:
+    """``model.prediction: v``: our ε̂ = √ᾱ v̂ + √(1-ᾱ) x_t feeds the same DDIM step; MONAI's scheduler
+    with ``prediction_type="v_prediction"`` takes v̂ itself. And the identity: the true v gives the true ε."""
+    from monai.networks.schedulers import DDIMScheduler
+
+    torch.manual_seed(0)
+    vmodel = build_model("ddpm", {**TINY, "prediction": "v"}, channels=3, image_size=64)
+    vmodel.load_state_dict(tiny_ddpm().state_dict())  # the same seeded non-zero weights
+    vmodel.eval()
+    steps = 5
+    x_t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = ddim_sample(vmodel.eps_fn(), x_t, vmodel.alphas_cumprod, steps, clip=True)
+        scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="linear_beta", clip_sample=True,
+                                  prediction_type="v_prediction")
+        scheduler.set_timesteps(steps)
+        scheduler.timesteps = torch.tensor(ddim_timesteps(1000, steps))
+        x = x_t
+        for t in scheduler.timesteps:
+            v = vmodel.unet(x, torch.full((2,), int(t), dtype=torch.long))
+            x, _ = scheduler.step(v, int(t), x)
+    torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-5)
+    assert float((ours - x_t).abs().mean()) > 0.1
+    # the identity, in float64: x_t = √ᾱ x0 + √(1-ᾱ) ε and v = √ᾱ ε - √(1-ᾱ) x0 give back ε
+    gen = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(3, 3, 4, 4, generator=gen).double(), torch.randn(3, 3, 4, 4, generator=gen).double()
+    t = torch.tensor([0, 500, 999])
+    a = vmodel.alphas_cumprod.double()[t].view(-1, 1, 1, 1)
+    x_noisy, v_true = a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0
+    torch.testing.assert_close(vmodel.to_eps(v_true, x_noisy, t), eps, atol=1e-6, rtol=0)
+
+
+def test_v_prediction_loss_targets_v() -> None:
+    """The loss of a U-Net that outputs the true v is 0 (up to float32), and differs from the ε loss."""
+    torch.manual_seed(0)
+    vmodel = build_model("ddpm", {**TINY, "prediction": "v"}, channels=3, image_size=64)
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    x0 = vmodel.to_model_space(x)
+    recorded = {}
+
+    class Oracle(torch.nn.Module):  # returns v computed from the noise the loss drew
+        def forward(self, x_t, t):
+            a = vmodel.alphas_cumprod[t].view(-1, 1, 1, 1)
+            eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+            recorded["t"] = t
+            return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    vmodel.unet = Oracle()
+    assert float(vmodel.compute_loss(x, dataset_size=4).loss) < 1e-6
+    emodel = build_model("ddpm", TINY, channels=3, image_size=64)
+    emodel.unet = Oracle()
+    torch.manual_seed(0)
+    assert float(emodel.compute_loss(x, dataset_size=4).loss) > 0.1  # v is not ε
+
+
 def test_ddim_deterministic_and_zero_shift_is_bit_identical(model: DDPM) -> None:
     x_t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     acp = model.alphas_cumprod
@@ -226,6 +281,15 @@ def test_import_unet_round_trip_and_refusals(tmp_path, capsys) -> None:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1 and err.startswith("error: ")
+    (tmp_path / "v.json").write_text(json.dumps({**TINY_ARGS, "prediction_type": "v_prediction"}))
+    argv = ["import-unet", str(tmp_path / "u.pt"), "--config", str(tmp_path / "v.json"), "--out",
+            str(tmp_path / "run-v"), "--data", "synthetic-lesions:n=16"]
+    assert main(argv) == 0 and load_run(tmp_path / "run-v").model.config.prediction == "v"
+    (tmp_path / "bad-v.json").write_text(json.dumps({**TINY_ARGS, "prediction_type": "sample"}))
+    argv = ["import-unet", str(tmp_path / "u.pt"), "--config", str(tmp_path / "bad-v.json"), "--out",
+            str(tmp_path / "refused")]
+    assert main(argv) == 2
+    assert "prediction_type in" in capsys.readouterr().err
     (tmp_path / "cond.json").write_text(json.dumps({**TINY_ARGS, "with_conditioning": True}))
     argv = ["import-unet", str(tmp_path / "u.pt"), "--config", str(tmp_path / "cond.json"), "--out",
             str(tmp_path / "refused")]

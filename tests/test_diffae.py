@@ -120,6 +120,13 @@ def test_bad_init_unet_is_a_config_error(source, needle, tmp_path):
         model.on_fresh_run()
 
 
+def test_init_unet_refuses_another_prediction(ddpm_run):
+    model = build_model("diffae", {**TINY, "init_unet": str(ddpm_run), "prediction": "v"}, channels=3,
+                        image_size=64)
+    with pytest.raises(ConfigError, match="predicts 'epsilon', this model model.prediction 'v'"):
+        model.on_fresh_run()
+
+
 def test_sample_refuses_a_diffae_run(diffae_run, capsys):
     assert main(["sample", str(diffae_run), "--n", "2", "--out", "x.png"]) == 2
     assert "factorlens sample takes diffusion runs (model ddpm)" in capsys.readouterr().err

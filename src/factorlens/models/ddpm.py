@@ -1,9 +1,11 @@
-"""``ddpm``: a denoising diffusion model (Ho et al. 2020) with an ε-prediction U-Net (``unet`` network:
-MONAI's ``DiffusionModelUNet``), trained by the one Trainer, sampled and inverted with DDIM.
+"""``ddpm``: a denoising diffusion model (Ho et al. 2020) with a U-Net (``unet`` network: MONAI's
+``DiffusionModelUNet``) predicting ε or v, trained by the one Trainer, sampled and inverted with DDIM.
 
 Objective: images in [0, 1] are mapped to [-1, 1] (and, when ``model.resolution`` is smaller than the
 dataset's image size, area-averaged down to it inside ``compute_loss``); t ~ U{0..T-1}, ε ~ N(0, I),
-``loss = mean((ε̂(√ᾱ_t x + √(1-ᾱ_t) ε, t) - ε)²)`` (the MSE per element, logged as ``mse``).
+x_t = √ᾱ_t x + √(1-ᾱ_t) ε; ``loss = mean((unet(x_t, t) - target)²)`` with target ε
+(``model.prediction: epsilon``) or v = √ᾱ_t ε - √(1-ᾱ_t) x (``v``, Salimans & Ho 2022); the MSE per
+element is logged as ``mse``. Sampling, inversion and h-space hooks see ε̂ either way (:meth:`DDPM.to_eps`).
 
 The :class:`~factorlens.models.base.LatentModel` view of a diffusion model: the latent code is the
 initial noise ``x_T`` flattened (``latent_dim = C·R·R`` at resolution R); ``decode(z)`` runs the
@@ -64,6 +66,9 @@ class DDPMConfig:
     sample_steps: int = option(50, integer(1), "DDIM steps of decode/encode (sampling, inversion)")
     clip_sample: bool = option(True, boolean, "clamp x̂₀ to [-1, 1] in each DDIM sampling step (MONAI's and "
                                               "diffusers' default); inversion never clips")
+    prediction: str = option("epsilon", choice("epsilon", "v"),
+                             "what the U-Net predicts: epsilon (Ho et al.) or v = √ᾱ ε - √(1-ᾱ) x₀ "
+                             "(Salimans & Ho); sampling converts v to ε̂")
 
     def unet_args(self) -> dict[str, Any]:
         """The ``DiffusionModelUNet`` constructor arguments (besides spatial_dims and channels in/out)."""
@@ -117,8 +122,15 @@ class DDPM(LatentModel):
         x0 = self.to_model_space(x)
         t = torch.randint(0, self.config.timesteps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
-        eps = self.unet(add_noise(x0, noise, t, self.alphas_cumprod), t)
-        mse = F.mse_loss(eps.float(), noise.float())
+        output = self.unet(add_noise(x0, noise, t, self.alphas_cumprod), t)
+        if self.config.prediction == "v":
+            # v = √ᾱ ε - √(1-ᾱ) x₀: at high t the target is -x₀ itself, so the loss weighs the image's
+            # colour and layout there, which an ε target (≈ x_t) leaves almost unweighted (docs/models.md).
+            a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+            target = a.sqrt() * noise - (1.0 - a).sqrt() * x0
+        else:
+            target = noise
+        mse = F.mse_loss(output.float(), target.float())
         return StepOutput(loss=mse, terms={"loss": mse.detach(), "mse": mse.detach()})
 
     # -- sampling --
@@ -129,9 +141,18 @@ class DDPM(LatentModel):
 
         def eps(x: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
             with self.h_hook(shift if shift is not None and int(t[0]) >= t_edit else None, capture):
-                return self.unet(x, t)
+                output = self.unet(x, t)
+            return self.to_eps(output, x, t)
 
         return eps
+
+    def to_eps(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The U-Net's ``output`` at ``x_t`` (both ``[B, C, R, R]``), timesteps ``t [B]`` -> ε̂:
+        itself for ``epsilon``; ``√ᾱ v̂ + √(1-ᾱ) x_t`` for ``v`` (the identity of Salimans & Ho)."""
+        if self.config.prediction != "v":
+            return output
+        a = self.alphas_cumprod.to(x_t.device)[t].view(-1, 1, 1, 1).to(output.dtype)
+        return a.sqrt() * output + (1.0 - a).sqrt() * x_t
 
     @contextmanager
     def h_hook(self, shift: torch.Tensor | None, capture: list[torch.Tensor] | None = None):

@@ -105,6 +105,9 @@ class DiffAE(DDPM):
             raise ConfigError(f"model.init_unet {source}: {exc}") from None
         if run.model_name != "ddpm":
             raise ConfigError(f"model.init_unet {source} is a {run.model_name!r} run; it must be a ddpm run")
+        if run.model.config.prediction != self.config.prediction:
+            raise ConfigError(f"model.init_unet {source} predicts {run.model.config.prediction!r}, this "
+                              f"model model.prediction {self.config.prediction!r}; set them equal")
         try:
             self.unet.load_state_dict(run.model.unet.state_dict())
         except RuntimeError as exc:

@@ -10,7 +10,8 @@ JSON keys: MONAI's constructor arguments (``spatial_dims`` must be 2, ``in_chann
 ``out_channels``; ``channels``, ``num_res_blocks``, ``attention_levels``, ``norm_num_groups``,
 ``num_head_channels``, ``resblock_updown``, ``norm_eps``, ``include_fc``; no conditioning), plus
 factorlens' ``image_size`` (the size it was trained at, default 64), ``schedule`` (``linear`` or
-``cosine``, default linear) and ``num_train_timesteps`` (default 1000).
+``cosine``, default linear), ``num_train_timesteps`` (default 1000) and ``prediction_type`` (MONAI's
+scheduler names: ``epsilon``, the default, or ``v_prediction``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from factorlens.errors import CheckpointError, ConfigError
 
 FACTORLENS_KEYS = {"image_size": "resolution", "schedule": "schedule", "num_train_timesteps": "timesteps"}
+PREDICTION_TYPES = {"epsilon": "epsilon", "v_prediction": "v"}  # MONAI scheduler name -> model.prediction
 SAME_KEYS = ("norm_num_groups", "resblock_updown", "norm_eps", "include_fc")
 REFUSED_IF_SET = ("with_conditioning", "num_class_embeds", "cross_attention_dim")
 IGNORED_DEFAULTS = {"transformer_num_layers": 1, "upcast_attention": False, "dropout_cattn": 0.0,
@@ -53,8 +55,8 @@ def model_params_from_args(args: Any, where: str) -> tuple[dict[str, Any], int]:
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ConfigError(f"in_channels in {where} must be a positive integer, got {channels!r}")
     if args.get("out_channels", channels) != channels:
-        raise ConfigError(f"out_channels in {where} must equal in_channels ({channels}) for an ε-prediction "
-                          f"U-Net, got {args.get('out_channels')!r}")
+        raise ConfigError(f"out_channels in {where} must equal in_channels ({channels}) (an ε- or "
+                          f"v-prediction U-Net), got {args.get('out_channels')!r}")
     for key in REFUSED_IF_SET:
         if args.get(key):
             raise ConfigError(f"{key} in {where}: conditional U-Nets are not supported")
@@ -63,7 +65,8 @@ def model_params_from_args(args: Any, where: str) -> tuple[dict[str, Any], int]:
             raise ConfigError(f"{key} in {where}: only the default {default!r} is supported, "
                               f"got {args[key]!r}")
     known = {"spatial_dims", "in_channels", "out_channels", "channels", "num_res_blocks", "attention_levels",
-             "num_head_channels", *SAME_KEYS, *REFUSED_IF_SET, *IGNORED_DEFAULTS, *FACTORLENS_KEYS}
+             "num_head_channels", "prediction_type", *SAME_KEYS, *REFUSED_IF_SET, *IGNORED_DEFAULTS,
+             *FACTORLENS_KEYS}
     unknown = sorted(set(args) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; "
@@ -83,6 +86,12 @@ def model_params_from_args(args: Any, where: str) -> tuple[dict[str, Any], int]:
     for key, param in FACTORLENS_KEYS.items():
         if key in args:
             params[param] = args[key]
+    if "prediction_type" in args:
+        prediction = PREDICTION_TYPES.get(args["prediction_type"])
+        if prediction is None:
+            raise ConfigError(f"prediction_type in {where} must be one of {', '.join(PREDICTION_TYPES)}, "
+                              f"got {args['prediction_type']!r}")
+        params["prediction"] = prediction
     params.setdefault("resolution", 64)
     # MONAI's defaults where the JSON leaves a key out (factorlens' own defaults differ).
     params.setdefault("unet_channels", [32, 64, 64, 64])
