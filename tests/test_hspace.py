@@ -34,12 +34,18 @@ def test_adapter_codes_and_zero_shift(adapter: DiffusionAdapter) -> None:
         decoded = adapter.decode(base)
         plain = adapter.model.sample(adapter.split(base)[0], steps=adapter.ddim_steps)
     assert torch.equal(decoded, plain)  # Δh = 0 through the hook: bit for bit
-    # h-std units: per channel, constant over the 16x16 positions, positive
-    sigma = adapter.h_sigma.reshape(16, 256)
-    assert bool((sigma > 0).all()) and torch.equal(sigma, sigma[:, :1].expand(16, 256))
-    unit = np.zeros((1, 4096))
+    # the unit r: RMS over samples and steps of ‖h - the step's mean h‖, computed here independently
+    h = adapter.collect_h(adapter._h_samples, seed=adapter._h_seed + 7_919).double()  # [n, s, 4096]
+    per_step = [torch.cov(h[:, s].T).trace() for s in range(h.shape[1])]  # total variance per step
+    r = float(torch.stack(per_step).mean().sqrt())
+    assert float(adapter.h_unit) == pytest.approx(r, rel=1e-5) and r > 0
+    unit = np.zeros((2, 4096))
     unit[0, 0] = 1.0
-    assert adapter.direction_scales(adapter.embed_directions(unit))[0] == pytest.approx(float(sigma[0, 0]))
+    unit[1] = np.random.default_rng(0).standard_normal(4096)
+    np.testing.assert_allclose(adapter.direction_scales(adapter.embed_directions(unit)), [r, r], rtol=1e-5)
+    half = np.zeros((1, 7168))
+    half[0, 0], half[0, 3072] = 1.0, 1.0  # half of it in x_T: the h part has norm 1/sqrt(2)
+    assert adapter.direction_scales(half)[0] == pytest.approx(r / np.sqrt(2), rel=1e-5)
 
 
 def test_checkpointed_and_plain_gradients_agree(adapter: DiffusionAdapter) -> None:

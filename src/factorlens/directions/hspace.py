@@ -10,9 +10,12 @@ block's output at every step with t >= ``t_edit``. Base codes are ``[x_T, 0]`` w
 part (``embed_directions``), so the shared machinery (``DirectionSet``, traversal grids, oracle scoring,
 RCA, the random baseline) works unchanged.
 
-**Units.** A shift of 1 along a unit direction v is ``σ(v) v`` with ``σ(v)² = Σ_i v_i² σ_c(i)²``, σ_c the
-standard deviation of h's channel c over sampled trajectories (all timesteps with t >= t_edit): shifts are
-in units of h's per-channel standard deviation.
+**Units.** A shift of 1 along a unit direction v is ``r v``, with ``r² = E‖h - h̄_t‖²`` the mean squared
+distance of a sample's h from the mean h of its timestep, over sampled trajectories (all steps with
+t >= t_edit): one unit moves h as far as one sample's h typically lies from another's, whatever the
+direction. (A first version used h's per-channel standard deviation along v: one such unit is ~1/64 of r
+on ``cpu/ddpm``'s 64x8x8 h-space, and shifts of 3 of them moved the decoded pixels by < 0.001 on average,
+too little for any reconstructor to tell directions apart; docs/results.md.)
 
 **hspace** (choices where the paper is silent, documented in docs/directions.md): the shift module is a
 ``proj`` matrix (unit columns) or ``ortho`` (orthonormal columns, ``torch.nn.utils.parametrizations.
@@ -55,7 +58,7 @@ class DiffusionAdapter(GeneratorAdapter):
         ddim_steps: DDIM steps of ``decode`` (and of the inversion).
         t_edit: Δh is added at steps with timestep >= ``t_edit`` (0 = every step).
         checkpointed: run each DDIM step of ``decode`` under ``torch.utils.checkpoint``.
-        h_samples: trajectories sampled to estimate h's per-channel standard deviation.
+        h_samples: trajectories sampled to estimate the unit ``h_unit`` (r above).
     """
 
     def __init__(self, model: nn.Module, images: np.ndarray | torch.Tensor | None = None, *,
@@ -97,7 +100,7 @@ class DiffusionAdapter(GeneratorAdapter):
         changed = (steps, t_edit) != (getattr(self, "_stats_key", None) or (None, None))
         self.ddim_steps, self.t_edit = steps, t_edit
         if changed:
-            self.h_sigma = self._h_channel_std()
+            self.h_unit = self._h_deviation_norm()
             self._stats_key = (steps, t_edit)
         if base_source == "posterior":
             if self.images is None or len(self.images) == 0:
@@ -133,11 +136,13 @@ class DiffusionAdapter(GeneratorAdapter):
             out.append(torch.stack(steps, dim=1))
         return torch.cat(out)
 
-    def _h_channel_std(self) -> torch.Tensor:
-        h = self.collect_h(self._h_samples, seed=self._h_seed + 7_919)  # [n, s, C*H*W]
-        channels = h.reshape(-1, self.h_shape[0], self.h_shape[1] * self.h_shape[2])
-        std = channels.transpose(0, 1).reshape(self.h_shape[0], -1).std(dim=1)
-        return std.repeat_interleave(self.h_shape[1] * self.h_shape[2]).float()  # [h_dim]
+    def _h_deviation_norm(self) -> torch.Tensor:
+        """r (a 0-d float32 tensor): the RMS over samples and kept steps of ‖h - the step's mean h‖."""
+        h = self.collect_h(self._h_samples, seed=self._h_seed + 7_919).double()  # [n, s, h_dim]
+        deviation = h - h.mean(dim=0, keepdim=True)
+        # unbiased over the n samples of each step, like a variance
+        squared = (deviation**2).sum(dim=(0, 2)) / max(len(h) - 1, 1)  # [s]
+        return squared.mean().sqrt().float()
 
     # ------------------------------------------------------------------ codes
     def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,19 +176,21 @@ class DiffusionAdapter(GeneratorAdapter):
         return np.concatenate([np.zeros((len(matrix), self.noise_dim), matrix.dtype), matrix], axis=1)
 
     def h_scales(self, rows: torch.Tensor) -> torch.Tensor:
-        """``[K]`` σ(v) of unit h-space rows ``[K, h_dim]`` (differentiable)."""
-        return torch.sqrt((rows**2 * self.h_sigma**2).sum(dim=1).clamp_min(1e-12))
+        """``[K]`` the length of one shift unit along unit h-space rows ``[K, h_dim]``: r for every row."""
+        return self.h_unit.to(rows.dtype).expand(len(rows))
 
     def direction_scales(self, matrix: np.ndarray) -> np.ndarray:
-        """``[K]`` h-std units of the rows of ``matrix [K, d]`` (their h part; x_T parts count 0)."""
+        """``[K]`` one shift unit along the rows of ``matrix [K, d]``: r times the norm of the normalised
+        row's h part (x_T parts count 0; a pure h-space row gets r)."""
         rows = torch.as_tensor(np.asarray(matrix), dtype=torch.float64)
         norm = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min(1e-12)
         h_part = (rows / norm)[:, self.noise_dim :]
-        return torch.sqrt((h_part**2 * self.h_sigma.double() ** 2).sum(dim=1)).float().numpy()
+        return (torch.linalg.vector_norm(h_part, dim=1) * float(self.h_unit)).float().numpy()
 
     def base_covariance(self) -> torch.Tensor:
-        """Diagonal: 0 on x_T (directions never move it), σ_c² on h (the shift unit)."""
-        return torch.diag(torch.cat([torch.zeros(self.noise_dim), self.h_sigma**2]))
+        """Diagonal: 0 on x_T (directions never move it), r² on h (isotropic: one shift unit along any unit
+        h-space direction is r)."""
+        return torch.diag(torch.cat([torch.zeros(self.noise_dim), self.h_unit.expand(self.h_dim) ** 2]))
 
 
 def require_diffusion(adapter: GeneratorAdapter, method: str) -> DiffusionAdapter:
@@ -208,7 +215,7 @@ class HspaceOptions:
     deformator: str = option("proj", choice("proj", "ortho"),
                              "shift module: proj (unit columns) or ortho (orthonormal columns)")
     batch_size: int = option(4, integer(1), "initial noises per training step")
-    shift_max: float = option(3.0, number(positive=True), "largest shift, in units of h's per-channel std")
+    shift_max: float = option(3.0, number(positive=True), "largest shift, in units of r (h's RMS deviation)")
     shift_min: float = option(0.5, number(lo=0), "smallest shift magnitude (< shift_max)")
     lr: float = option(1e-3, number(positive=True), "Adam learning rate (shift module, reconstructor)")
     shift_weight: float = option(0.25, number(lo=0), "weight of the L1 shift regression (Voynov & Babenko)")
@@ -252,8 +259,8 @@ def _discriminator(channels: int, size: int) -> nn.Module:
 
 def hspace_loss_step(adapter: DiffusionAdapter, shift_module: ShiftModule, x_t: torch.Tensor,
                      k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unshifted, shifted) samples of ``x_t [B, C, R, R]`` for directions ``k`` and shifts ``eps`` (h-std
-    units); the shifted ones keep the graph to the shift module (through the whole DDIM chain)."""
+    """(unshifted, shifted) samples of ``x_t [B, C, R, R]`` for directions ``k`` and shifts ``eps`` (units
+    of r); the shifted ones keep the graph to the shift module (through the whole DDIM chain)."""
     rows = shift_module.directions()
     delta = (rows * adapter.h_scales(rows)[:, None])[k] * eps[:, None]  # [B, h_dim]
     with torch.no_grad():
@@ -371,7 +378,7 @@ def hspace_pca(adapter: GeneratorAdapter, options: HspacePcaOptions | None = Non
 
 def save_direction_traversals(run, out: str | Path, *, seed: int = 0) -> list[Path]:
     """``factorlens traverse`` on a diffusion run: one traversal grid per direction set found in
-    ``RUN/directions/<method>/`` (rows: directions, columns: -3..3 h-std units of one base x_T), decoded
+    ``RUN/directions/<method>/`` (rows: directions, columns: -3..3 units of r of one base x_T), decoded
     with the DDIM steps and t_edit the set was discovered with. Writes ``out/traversal_<method>.png``."""
     from factorlens.directions.figures import save_traversal_grid
 
