@@ -85,6 +85,29 @@ def test_rca_is_higher_for_planted_directions_than_for_random(adapter, phantom) 
     assert rca["directions"] >= rca["random"] + 0.1  # measured: 0.99 vs 0.81
 
 
+def test_pooled_rca_tells_planted_from_random_and_identical_rows_sit_at_chance(adapter, phantom) -> None:
+    from factorlens.directions.voynov import cached_reconstructor_accuracies
+
+    planted = DirectionSet(
+        phantom.planted.numpy(), adapter.direction_scales(phantom.planted.numpy()), "planted"
+    )
+    rca = rca_comparison(adapter, planted, steps=250, seed=0, pairs=512)
+    assert (rca["estimator"], rca["pairs"], rca["eval_pairs"]) == ("pool", 512, 128)
+    assert rca["directions"] >= 0.95 and rca["directions"] >= rca["random"] + 0.05  # measured 0.977, 0.891
+    # K copies of one direction: the pair says nothing about k, so held-out accuracy is about 1/K
+    same = np.repeat(phantom.planted.numpy()[:1], 4, axis=0)
+    first = cached_reconstructor_accuracies(adapter, {"same": same, "planted": planted.matrix}, pairs=512,
+                                            eval_pairs=256, steps=250, seed=0)
+    assert abs(first["same"] - 0.25) < 0.1 and first["planted"] >= 0.9
+    again = cached_reconstructor_accuracies(adapter, {"same": same, "planted": planted.matrix}, pairs=512,
+                                            eval_pairs=256, steps=250, seed=0)
+    assert again == first  # deterministic
+    assert rca_comparison(adapter, planted, steps=1, seed=0)["estimator"] == "online"
+    with pytest.raises(ConfigError, match="same number of directions"):
+        cached_reconstructor_accuracies(adapter, {"a": same, "b": same[:2]}, pairs=8, eval_pairs=8, steps=1,
+                                        seed=0)
+
+
 def test_effect_matrix_of_planted_directions_is_diagonal(adapter, phantom) -> None:
     planted = phantom.planted.numpy()
     names = ["spot0", "spot1", "spot2", "spot3"]

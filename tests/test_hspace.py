@@ -115,6 +115,10 @@ def test_discover_cli_refuses_hspace_on_a_gan_run(capsys) -> None:
                  "--rca-steps", "0"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: method hspace needs a diffusion run") and err.count("\n") == 1
+    code = main(["discover", "tests/fixtures/v1-gan-run", "--method", "random", "--out", "/nonexistent/x",
+                 "--rca-pairs", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "error: --rca-pairs must be >= 0, got -1\n"
 
 
 def test_traverse_a_diffusion_run_along_its_direction_sets(tmp_path, capsys) -> None:

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-k", type=int, default=None, help="number of directions (default: method's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rca-steps", type=int, default=300, help="post-hoc RCA training steps (0 = skip)")
+    parser.add_argument("--rca-pairs", type=int, default=None,
+                        help="train RCA's reconstructors on one pool of this many decoded pairs (0 = fresh "
+                        "pairs every step; default 1024 for diffusion runs, 0 otherwise)")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="a method's own option, repeatable (values parsed as YAML scalars), e.g. "
@@ -69,7 +72,10 @@ def parse_options(assignments: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from factorlens.directions.methods import check_options
     from factorlens.directions.pipeline import discover_for_run
+    from factorlens.errors import ConfigError
 
+    if args.rca_pairs is not None and args.rca_pairs < 0:
+        raise ConfigError(f"--rca-pairs must be >= 0, got {args.rca_pairs}")
     options = parse_options(args.option)
     # Checked here, before anything is loaded, so that a bad option's error names --option as its source.
     check_options(args.method, options, where="--option")
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         rca_steps=args.rca_steps,
+        rca_pairs=args.rca_pairs,
         options=options,
     )
     print(out)

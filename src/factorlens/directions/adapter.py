@@ -36,6 +36,9 @@ class GeneratorAdapter:
         frozen_modules: modules whose parameters are frozen while a method trains through ``decode``.
     """
 
+    #: RCA's default pool of decoded pairs (0 = fresh pairs every step; see ``rca_comparison``)
+    default_rca_pairs = 0
+
     def __init__(
         self,
         decode: DecodeFn,

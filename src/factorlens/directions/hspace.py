@@ -61,6 +61,10 @@ class DiffusionAdapter(GeneratorAdapter):
         h_samples: trajectories sampled to estimate the unit ``h_unit`` (r above).
     """
 
+    # Each decode is a DDIM chain: RCA trains on one pool of decoded pairs (300 online steps of 32 fresh
+    # pairs would decode 19,200 pairs per set).
+    default_rca_pairs = 1024
+
     def __init__(self, model: nn.Module, images: np.ndarray | torch.Tensor | None = None, *,
                  base_source: str | None = None, ddim_steps: int = DEFAULT_DDIM_STEPS, t_edit: int = 0,
                  checkpointed: bool = False, h_samples: int = 16, max_inversions: int = 256,

@@ -33,6 +33,7 @@ def discover_for_model(
     steps: int | None = None,
     seed: int = 0,
     rca_steps: int = 300,
+    rca_pairs: int | None = None,
     score_codes: int = 32,
     options: dict | None = None,
 ) -> DirectionSet:
@@ -40,7 +41,8 @@ def discover_for_model(
     encoder), write ``directions.*``, ``scores.json`` and the figures into ``out``.
 
     Scores need an oracle for ``dataset_name`` (see :data:`~factorlens.directions.oracle.ORACLES`); RCA
-    is computed when ``rca_steps > 0``.
+    is computed when ``rca_steps > 0``, from a pool of ``rca_pairs`` decoded pairs (``None``: the
+    adapter's ``default_rca_pairs``, 1024 for diffusion runs, 0 = fresh pairs every step otherwise).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ def discover_for_model(
     seconds["interpretability"] = round(time.perf_counter() - started, 2)
     if rca_steps > 0 and directions.num_directions <= adapter.latent_dim:
         started = time.perf_counter()
-        scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed)
+        pairs = adapter.default_rca_pairs if rca_pairs is None else rca_pairs
+        scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed, pairs=pairs)
         seconds["rca"] = round(time.perf_counter() - started, 2)
     # Wall-clock cost of each stage on this machine (informative only; docs/performance.md).
     scores["seconds"] = seconds
@@ -91,6 +94,7 @@ def discover_for_run(
     steps: int | None = None,
     seed: int = 0,
     rca_steps: int = 300,
+    rca_pairs: int | None = None,
     max_images: int = 2000,
     options: dict | None = None,
 ) -> Path:
@@ -118,6 +122,7 @@ def discover_for_run(
         steps=steps,
         seed=seed,
         rca_steps=rca_steps,
+        rca_pairs=rca_pairs,
         options=options,
     )
     return out

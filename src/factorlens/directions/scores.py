@@ -191,14 +191,23 @@ def rca_comparison(
     steps: int = 500,
     seed: int = 0,
     batch_size: int = 32,
-) -> dict[str, float]:
+    pairs: int = 0,
+) -> dict:
     """Post-hoc reconstructor classification accuracy (RCA) of ``directions`` against baselines.
 
     A fresh reconstructor is trained for ``steps`` steps against each frozen set: the given directions,
     the K highest-variance latent axes, and K random orthonormal directions. ``chance`` = 1 / K.
+    ``pairs = 0``: every step decodes fresh pairs, scored on 10 fresh batches (``estimator: online``);
+    ``pairs > 0``: one pool of ``pairs`` training and ``max(64, pairs // 4)`` held-out pairs, shared by
+    the three sets (:func:`~factorlens.directions.voynov.cached_reconstructor_accuracies`; ``estimator:
+    pool``), for generators whose decode is expensive.
     """
     from factorlens.directions.methods import axes, random_directions
-    from factorlens.directions.voynov import FixedDeformator, train_reconstructor
+    from factorlens.directions.voynov import (
+        FixedDeformator,
+        cached_reconstructor_accuracies,
+        train_reconstructor,
+    )
 
     K = directions.num_directions
     if K > adapter.latent_dim:
@@ -208,7 +217,14 @@ def rca_comparison(
         "axes": axes(adapter, k=K).matrix,
         "random": random_directions(adapter, k=K, seed=seed + 1).matrix,
     }
-    out = {"chance": 1.0 / K, "steps": float(steps)}
+    out: dict = {"chance": 1.0 / K, "steps": float(steps)}
+    if pairs > 0:
+        eval_pairs = max(64, pairs // 4)
+        out.update(cached_reconstructor_accuracies(adapter, candidates, pairs=pairs, eval_pairs=eval_pairs,
+                                                   steps=steps, seed=seed, batch_size=batch_size))
+        out.update({"estimator": "pool", "pairs": pairs, "eval_pairs": eval_pairs})
+        return out
+    out["estimator"] = "online"
     for name, matrix in candidates.items():
         result = train_reconstructor(
             adapter, FixedDeformator(matrix), steps=steps, seed=seed, batch_size=batch_size

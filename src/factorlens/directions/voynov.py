@@ -285,6 +285,67 @@ def train_reconstructor(
     )
 
 
+def cached_reconstructor_accuracies(
+    adapter: GeneratorAdapter,
+    matrices: dict[str, np.ndarray],
+    *,
+    pairs: int,
+    eval_pairs: int,
+    steps: int,
+    seed: int,
+    batch_size: int = 32,
+    shift_max: float = 3.0,
+    shift_min: float = 0.3,
+    lr: float = 1e-3,
+    shift_weight: float = 0.25,
+) -> dict[str, float]:
+    """RCA of frozen direction sets from a fixed pool of decoded pairs (for generators whose decode is
+    expensive: a diffusion run's decode is a DDIM chain).
+
+    ``pairs + eval_pairs`` base codes z and draws (k, ε) are made once from ``seed`` and shared by every
+    set in ``matrices`` (name -> ``[K, d]`` rows; all the same K), so the sets are compared on the same
+    codes and labels; the unshifted images are decoded once. Per set, a fresh reconstructor (initialised
+    from ``seed``) trains ``steps`` minibatches of ``batch_size`` drawn from the ``pairs`` training pairs
+    and is scored on the ``eval_pairs`` held-out ones. Returns name -> accuracy. Unlike
+    :func:`train_reconstructor`, which decodes fresh pairs every step, a reconstructor here can overfit the
+    pool; the held-out accuracy says how far it generalises.
+    """
+    if pairs < 1 or eval_pairs < 1:
+        raise ConfigError(f"RCA pairs must be positive, got {pairs} training and {eval_pairs} held-out")
+    sizes = {np.asarray(m).shape[0] for m in matrices.values()}
+    if len(sizes) != 1:
+        raise ConfigError(f"RCA sets must have the same number of directions, got {sorted(sizes)}")
+    K = sizes.pop()
+    gen = torch.Generator().manual_seed(seed)
+    sampler = ShiftSampler(adapter, shift_max, shift_min)
+    n = pairs + eval_pairs
+    z = adapter.sample_base(n, gen)
+    k, eps = sampler.draw(n, K, gen)
+    with adapter.frozen(), torch.no_grad():
+        original = adapter.decode_batched(z, 64)
+        accuracies = {}
+        for name, matrix in matrices.items():
+            shifts = sampler.sigma_shifts(FixedDeformator(matrix))[k] * eps[:, None]
+            shifted = adapter.decode_batched(z + shifts, 64)
+            stacked = torch.cat([original, shifted], dim=1)
+            with torch.enable_grad():
+                torch.manual_seed(seed)  # the same initial reconstructor for every set
+                reconstructor = Reconstructor(int(original.shape[1]), K)
+                optimizer = torch.optim.Adam(reconstructor.parameters(), lr=lr)
+                batches = torch.Generator().manual_seed(seed + 1)
+                for _ in range(steps):
+                    rows = torch.randint(pairs, (batch_size,), generator=batches)
+                    logits, eps_hat = reconstructor(stacked[rows])
+                    shift_error = (eps_hat - eps[rows]).abs().mean()
+                    loss = F.cross_entropy(logits, k[rows]) + shift_weight * shift_error
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            logits, _ = reconstructor(stacked[pairs:])
+            accuracies[name] = float((logits.argmax(1) == k[pairs:]).float().mean())
+    return accuracies
+
+
 @dataclass(frozen=True)
 class VoynovOptions:
     deformator: str = option("proj", choice(*DEFORMATORS.names()),
