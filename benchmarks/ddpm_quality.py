@@ -28,6 +28,14 @@ def found(readings: np.ndarray, *, min_darkness: float) -> np.ndarray:
     return ok & (darkness >= min_darkness) & (area >= 0.005) & (area <= 0.5)
 
 
+def colour_distances(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``[N]``: L2 distance (RGB in [0, 1]) from each image's mean colour to the nearest mean colour of the
+    ``reference`` images (both ``[N, C, H, W]``). The oracle's found-rate looks for a darker blob only;
+    this says whether the skin has a colour the training images have."""
+    means, ref = images.mean(axis=(2, 3)), reference.mean(axis=(2, 3))
+    return np.sqrt(((means[:, None, :] - ref[None, :, :]) ** 2).sum(-1)).min(axis=1)
+
+
 def found_rate_at_shift(adapter, directions, oracle, *, n: int, shift: float, min_darkness: float) -> float:
     """Found-rate over ``n`` base codes shifted by ``shift`` h-std units along every direction."""
     with torch.no_grad():
@@ -49,6 +57,8 @@ def main() -> None:
     parser.add_argument("--hspace-steps", type=int, default=0,
                         help="train hspace (K = 6) for this many steps")
     parser.add_argument("--rca-steps", type=int, default=0)
+    parser.add_argument("--rca-pairs", type=int, default=1024,
+                        help="RCA's pool of decoded pairs (0 = online)")
     parser.add_argument("--hspace-ddim-steps", type=int, default=10)
     parser.add_argument("--hspace-batch", type=int, default=4, help="hspace: initial noises per step")
     parser.add_argument("--no-checkpoint", action="store_true",
@@ -103,6 +113,21 @@ def main() -> None:
     at_res = torch.nn.functional.interpolate(images, size=(model.resolution,) * 2, mode="area").numpy()
     train_found = found(oracle.read(at_res), min_darkness=args.min_darkness)
     result["training_images"] = {"n": len(chosen), "found_rate": float(train_found.mean())}
+    # Colour: samples, and (the yardstick) half of the chosen training images, against other training images.
+    others = np.setdiff1d(train_idx, chosen)[: 4 * len(chosen)]
+    pool = torch.from_numpy(run.load_dataset().images[others]).float() / 255.0
+    pool = torch.nn.functional.interpolate(pool, size=(model.resolution,) * 2, mode="area").numpy()
+    half = len(at_res) // 2
+    result["colour"] = {
+        "what": "median L2 distance (RGB, [0, 1]) of an image's mean colour to the nearest mean colour of "
+                f"{len(pool)} other training images",
+        "samples_median": float(np.median(colour_distances(samples, pool))),
+        "samples_p90": float(np.quantile(colour_distances(samples, pool), 0.9)),
+        "training_median": float(np.median(colour_distances(at_res[:half], pool))),
+        "training_p90": float(np.quantile(colour_distances(at_res[:half], pool), 0.9)),
+        "samples_mean_rgb": samples.mean(axis=(0, 2, 3)).round(3).tolist(),
+        "training_mean_rgb": at_res.mean(axis=(0, 2, 3)).round(3).tolist(),
+    }
     if args.invert > 0:
         started = time.perf_counter()
         subset = images[: args.invert]
@@ -155,7 +180,7 @@ def main() -> None:
                                                                  min_darkness=args.min_darkness)
             if args.rca_steps > 0:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
-                                              batch_size=16)
+                                              pairs=args.rca_pairs)
             result[f"hspace_realism_{realism:g}"] = entry
     result["load_average_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
