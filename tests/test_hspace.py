@@ -76,6 +76,9 @@ def test_hspace_method_directions(adapter: DiffusionAdapter) -> None:
             np.testing.assert_allclose(h_rows @ h_rows.T, np.eye(3), atol=1e-5)
         np.testing.assert_allclose(directions.scales, adapter.direction_scales(directions.matrix), rtol=1e-6)
         assert directions.params["ddim_steps"] == 3 and 0 <= directions.extras["final_loss"] < 10
+        # one step: its accuracy is both the last tenth's and the only entry of the curve
+        extras = directions.extras
+        assert extras["train_accuracy_by_tenth"] == [extras["train_accuracy_last_10pct"]]
     no_disc = discover_directions(adapter, "hspace", k=2, steps=1, batch_size=2, ddim_steps=3,
                                   realism_weight=0.0, checkpoint=False)
     assert no_disc.params["realism_weight"] == 0.0 and not no_disc.params["checkpoint"]

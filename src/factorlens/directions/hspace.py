@@ -299,6 +299,7 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                       if discriminator is not None else None)
     losses: list[float] = []
     correct = total = 0
+    hits = np.zeros(steps)  # correct direction guesses per step, for the accuracy by tenth of training
     with diffusion.frozen():
         for step in range(steps):
             x_t = diffusion.split(diffusion.sample_base(options.batch_size, gen))[0]
@@ -323,6 +324,7 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 d_loss.backward()
                 disc_optimizer.step()
             losses.append(float(loss.detach()))
+            hits[step] = int((logits.argmax(1) == kk).sum())
             if step >= steps - max(1, steps // 10):
                 correct += int((logits.argmax(1) == kk).sum())
                 total += options.batch_size
@@ -337,6 +339,8 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape)},
         seed=seed,
         extras={"train_accuracy_last_10pct": correct / max(total, 1),
+                "train_accuracy_by_tenth": [float(part.sum() / (len(part) * options.batch_size))
+                                            for part in np.array_split(hits, min(10, steps))],
                 "final_loss": float(np.mean(losses[-max(1, steps // 10):]))},
     )
 
