@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--score-codes", type=int, default=8)
     parser.add_argument("--raw", action="store_true", help="the raw weights (model.safetensors), not the EMA")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--save-directions", default=None,
+                        help="write each direction set (DirectionSet files) under DIR/<method>[-realism-W]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -151,6 +153,8 @@ def main() -> None:
             rho = np.round(scores.matched_rho, 3).tolist()
             rate = found_rate_at_shift(adapter, directions, oracle, n=args.score_codes, shift=3.0,
                                        min_darkness=args.min_darkness)
+            if args.save_directions:
+                directions.save(os.path.join(args.save_directions, method))
             result[method] = {
                 "k": 6, "ddim_steps": adapter.ddim_steps, "score_codes": args.score_codes,
                 "matched_abs_spearman": dict(zip(scores.factor_names, rho, strict=True)),
@@ -182,6 +186,8 @@ def main() -> None:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
                                               pairs=args.rca_pairs)
             result[f"hspace_realism_{realism:g}"] = entry
+            if args.save_directions:
+                directions.save(os.path.join(args.save_directions, f"hspace-realism-{realism:g}"))
     result["load_average_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     print(text)
