@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from factorlens.directions.adapter import GeneratorAdapter
 from factorlens.directions.direction_set import DirectionSet
 from factorlens.directions.methods import direction_method
-from factorlens.directions.voynov import Reconstructor
+from factorlens.directions.voynov import Reconstructor, draw_shifts, reconstructor_loss
 from factorlens.errors import ConfigError, TrainingError
 from factorlens.schema import boolean, choice, integer, number, option
 
@@ -298,18 +298,14 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
     disc_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=options.disc_lr, betas=(0.5, 0.9))
                       if discriminator is not None else None)
     losses: list[float] = []
-    correct = total = 0
     hits = np.zeros(steps)  # correct direction guesses per step, for the accuracy by tenth of training
     with diffusion.frozen():
         for step in range(steps):
             x_t = diffusion.split(diffusion.sample_base(options.batch_size, gen))[0]
-            kk = torch.randint(k, (options.batch_size,), generator=gen)
-            magnitude = options.shift_min + (options.shift_max - options.shift_min) * torch.rand(
-                options.batch_size, generator=gen)
-            eps = torch.where(torch.rand(options.batch_size, generator=gen) < 0.5, -1.0, 1.0) * magnitude
+            kk, eps = draw_shifts(options.batch_size, k, options.shift_min, options.shift_max, gen)
             original, shifted = hspace_loss_step(diffusion, shift_module, x_t, kk, eps)
             logits, eps_hat = reconstructor(torch.cat([original, shifted], dim=1))
-            loss = F.cross_entropy(logits, kk) + options.shift_weight * (eps_hat - eps).abs().mean()
+            loss = reconstructor_loss(logits, eps_hat, kk, eps, options.shift_weight)
             if discriminator is not None:
                 loss = loss + options.realism_weight * F.softplus(-discriminator(shifted).flatten()).mean()
             if not torch.isfinite(loss):
@@ -325,11 +321,9 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 disc_optimizer.step()
             losses.append(float(loss.detach()))
             hits[step] = int((logits.argmax(1) == kk).sum())
-            if step >= steps - max(1, steps // 10):
-                correct += int((logits.argmax(1) == kk).sum())
-                total += options.batch_size
     rows = shift_module.directions().detach().double().numpy()
     matrix = diffusion.embed_directions(rows)
+    tail = max(1, steps // 10)
     return DirectionSet(
         matrix=matrix, scales=diffusion.direction_scales(matrix), method="hspace",
         params={"deformator": options.deformator, "steps": steps, "batch_size": options.batch_size,
@@ -338,10 +332,10 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 "ddim_steps": options.ddim_steps, "t_edit": options.t_edit, "checkpoint": options.checkpoint,
                 "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape)},
         seed=seed,
-        extras={"train_accuracy_last_10pct": correct / max(total, 1),
+        extras={"train_accuracy_last_10pct": float(hits[-tail:].sum() / (tail * options.batch_size)),
                 "train_accuracy_by_tenth": [float(part.sum() / (len(part) * options.batch_size))
                                             for part in np.array_split(hits, min(10, steps))],
-                "final_loss": float(np.mean(losses[-max(1, steps // 10):]))},
+                "final_loss": float(np.mean(losses[-tail:]))},
     )
 
 

@@ -208,10 +208,23 @@ class ShiftSampler:
     def draw(
         self, n: int, num_directions: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        k = torch.randint(num_directions, (n,), generator=generator)
-        magnitude = self.shift_min + (self.shift_max - self.shift_min) * torch.rand(n, generator=generator)
-        sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-        return k, sign * magnitude
+        return draw_shifts(n, num_directions, self.shift_min, self.shift_max, generator)
+
+
+def draw_shifts(n: int, num_directions: int, shift_min: float, shift_max: float,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(k [n] direction indices ~ U{K}, eps [n])``: |eps| ~ U[shift_min, shift_max], random sign."""
+    k = torch.randint(num_directions, (n,), generator=generator)
+    magnitude = shift_min + (shift_max - shift_min) * torch.rand(n, generator=generator)
+    sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    return k, sign * magnitude
+
+
+def reconstructor_loss(logits: torch.Tensor, eps_hat: torch.Tensor, k: torch.Tensor, eps: torch.Tensor,
+                       shift_weight: float) -> torch.Tensor:
+    """Voynov & Babenko's objective: cross-entropy on the direction ``k [B]`` from ``logits [B, K]`` plus
+    ``shift_weight`` times the mean L1 error of the predicted shift ``eps_hat [B]``."""
+    return F.cross_entropy(logits, k) + shift_weight * (eps_hat - eps).abs().mean()
 
 
 def train_reconstructor(
@@ -255,7 +268,7 @@ def train_reconstructor(
                 original = adapter.decode(z)
             shifted = adapter.decode(z + shifts)
             logits, eps_hat = reconstructor(torch.cat([original, shifted], dim=1))
-            loss = F.cross_entropy(logits, k) + shift_weight * (eps_hat - eps).abs().mean()
+            loss = reconstructor_loss(logits, eps_hat, k, eps, shift_weight)
             if realism_weight > 0:
                 loss = loss + realism_weight * F.softplus(-adapter.discriminator(shifted)).mean()
             if not torch.isfinite(loss):
@@ -336,8 +349,7 @@ def cached_reconstructor_accuracies(
                 for _ in range(steps):
                     rows = torch.randint(pairs, (batch_size,), generator=batches)
                     logits, eps_hat = reconstructor(stacked[rows])
-                    shift_error = (eps_hat - eps[rows]).abs().mean()
-                    loss = F.cross_entropy(logits, k[rows]) + shift_weight * shift_error
+                    loss = reconstructor_loss(logits, eps_hat, k[rows], eps[rows], shift_weight)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
