@@ -36,14 +36,25 @@ def colour_distances(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.sqrt(((means[:, None, :] - ref[None, :, :]) ** 2).sum(-1)).min(axis=1)
 
 
-def found_rate_at_shift(adapter, directions, oracle, *, n: int, shift: float, min_darkness: float) -> float:
-    """Found-rate over ``n`` base codes shifted by ``shift`` h-std units along every direction."""
+def found_rates_by_direction(adapter, directions, oracle, *, n: int, shift: float,
+                             min_darkness: float) -> np.ndarray:
+    """``[K]`` found-rate of each direction over ``n`` base codes (seed 1) shifted by ``shift`` units."""
     with torch.no_grad():
         base = adapter.sample_base(n, torch.Generator().manual_seed(1))
         vectors = torch.as_tensor(directions.shift_vectors()).float()
         codes = (base[None] + shift * vectors[:, None]).reshape(-1, adapter.latent_dim)
         images = adapter.decode_batched(codes, 64).numpy()
-    return float(found(oracle.read(images), min_darkness=min_darkness).mean())
+    return found(oracle.read(images), min_darkness=min_darkness).reshape(len(vectors), n).mean(axis=1)
+
+
+def shifted_found_rates(adapter, directions, oracle, *, n: int, min_darkness: float) -> dict:
+    """Found-rates at the largest traversal shifts, +3 and -3 units: overall and per direction."""
+    out: dict = {"n_codes": n}
+    for shift in (3.0, -3.0):
+        rates = found_rates_by_direction(adapter, directions, oracle, n=n, shift=shift,
+                                         min_darkness=min_darkness)
+        out[f"{shift:+g}"] = {"rate": float(rates.mean()), "by_direction": np.round(rates, 3).tolist()}
+    return out
 
 
 def main() -> None:
@@ -70,6 +81,11 @@ def main() -> None:
     parser.add_argument("--closed-form", action="store_true",
                         help="score hspace-pca and random (K = 6) with the oracle (--score-codes base codes)")
     parser.add_argument("--score-codes", type=int, default=8)
+    parser.add_argument("--found-codes", type=int, default=32,
+                        help="initial noises of the found-rate at the largest shifts (+-3 units)")
+    parser.add_argument("-k", type=int, default=6, help="directions per set")
+    parser.add_argument("--t-edit", type=int, default=0,
+                        help="directions act (and hspace-pca reads h) at steps with t >= this")
     parser.add_argument("--raw", action="store_true", help="the raw weights (model.safetensors), not the EMA")
     parser.add_argument("--out", default=None)
     parser.add_argument("--save-directions", default=None,
@@ -147,18 +163,22 @@ def main() -> None:
         adapter = GeneratorAdapter.from_model(model, None)
         for method in ("hspace-pca", "random"):
             started = time.perf_counter()
-            directions = discover_directions(adapter, method, k=6, seed=0)
+            options = {"t_edit": args.t_edit} if method == "hspace-pca" else {}
+            directions = discover_directions(adapter, method, k=args.k, seed=0, **options)
+            adapter.configure(t_edit=args.t_edit)
             scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
                                       num_codes=args.score_codes, seed=0)
             rho = np.round(scores.matched_rho, 3).tolist()
-            rate = found_rate_at_shift(adapter, directions, oracle, n=args.score_codes, shift=3.0,
-                                       min_darkness=args.min_darkness)
             if args.save_directions:
-                directions.save(os.path.join(args.save_directions, method))
+                directions.save(os.path.join(args.save_directions, f"{method}-tedit-{args.t_edit}"))
             result[method] = {
-                "k": 6, "ddim_steps": adapter.ddim_steps, "score_codes": args.score_codes,
+                "k": args.k, "ddim_steps": adapter.ddim_steps, "t_edit": args.t_edit,
+                "score_codes": args.score_codes,
                 "matched_abs_spearman": dict(zip(scores.factor_names, rho, strict=True)),
-                "direction_mig": scores.direction_mig, "found_rate_at_shift_3": rate,
+                "matched_direction": scores.matched_direction.tolist(),
+                "direction_mig": scores.direction_mig,
+                "found_at_largest_shifts": shifted_found_rates(
+                    adapter, directions, oracle, n=args.found_codes, min_darkness=args.min_darkness),
                 "extras": directions.extras, "seconds": round(time.perf_counter() - started, 1)}
     if args.hspace_steps > 0:
         from factorlens.directions import GeneratorAdapter, discover_directions
@@ -167,21 +187,24 @@ def main() -> None:
         adapter = GeneratorAdapter.from_model(model, None)
         for realism in args.realism_weights:
             started = time.perf_counter()
-            directions = discover_directions(adapter, "hspace", k=6, steps=args.hspace_steps, seed=0,
+            directions = discover_directions(adapter, "hspace", k=args.k, steps=args.hspace_steps, seed=0,
                                              ddim_steps=args.hspace_ddim_steps, realism_weight=realism,
+                                             t_edit=args.t_edit,
                                              batch_size=args.hspace_batch,
                                              checkpoint=not args.no_checkpoint)
-            entry: dict = {"k": 6, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
+            entry: dict = {"k": args.k, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
+                           "t_edit": args.t_edit,
                            "realism_weight": realism, "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
             scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
                                       num_codes=args.score_codes, seed=0)
             entry["matched_abs_spearman"] = dict(zip(scores.factor_names,
                                                      np.round(scores.matched_rho, 3).tolist(), strict=True))
+            entry["matched_direction"] = scores.matched_direction.tolist()
             entry["direction_mig"] = scores.direction_mig
-            # found-rate at the largest traversal shift (+3 h-std units)
-            entry["found_rate_at_shift_3"] = found_rate_at_shift(adapter, directions, oracle, n=32, shift=3.0,
-                                                                 min_darkness=args.min_darkness)
+            entry["found_at_largest_shifts"] = shifted_found_rates(adapter, directions, oracle,
+                                                                   n=args.found_codes,
+                                                                   min_darkness=args.min_darkness)
             if args.rca_steps > 0:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
                                               pairs=args.rca_pairs)
