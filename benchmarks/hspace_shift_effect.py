@@ -4,7 +4,7 @@ deviation from its timestep mean, ``DiffusionAdapter.h_unit``), for the top prin
 (``hspace-pca``) and random unit directions. The unit r and the training range of ``hspace`` should give
 visible but not destructive changes; this measures which shifts do.
 
-    python -m benchmarks.hspace_shift_effect RUN --codes 16 --shifts 0.25 0.5 1 2 3 6 --threads 2
+    python -m benchmarks.hspace_shift_effect RUN --codes 16 --shifts 0.5 1 2 3 6 --threads 2 [--t-edit 500]
 
 Prints one JSON object (also written with --out).
 """
@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--shifts", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0, 3.0, 6.0])
     parser.add_argument("--ddim-steps", type=int, default=10)
     parser.add_argument("--directions", type=int, default=3, help="principal and random directions each")
+    parser.add_argument("--t-edit", type=int, default=0,
+                        help="shifts act (and hspace-pca reads h) at steps with t >= this")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -40,14 +42,16 @@ def main() -> None:
     adapter = GeneratorAdapter.from_model(load_run(args.run).model, None)
     if not isinstance(adapter, DiffusionAdapter):
         raise SystemExit(f"error: {args.run} is not a diffusion run")
-    adapter.configure(ddim_steps=args.ddim_steps)
-    sets = {"hspace-pca": discover_directions(adapter, "hspace-pca", k=args.directions, seed=0),
+    adapter.configure(ddim_steps=args.ddim_steps, t_edit=args.t_edit)  # r is measured at the edited steps
+    sets = {"hspace-pca": discover_directions(adapter, "hspace-pca", k=args.directions, seed=0,
+                                              t_edit=args.t_edit),
             "random": discover_directions(adapter, "random", k=args.directions, seed=0)}
     base = adapter.sample_base(args.codes, torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = adapter.decode_batched(base, 64)
     result: dict = {"run": args.run, "machine": machine_line(), "h_unit_r": float(adapter.h_unit),
-                    "ddim_steps": args.ddim_steps, "codes": args.codes, "mean_abs_pixel_change": {}}
+                    "ddim_steps": args.ddim_steps, "t_edit": args.t_edit, "codes": args.codes,
+                    "mean_abs_pixel_change": {}}
     for name, directions in sets.items():
         vectors = torch.as_tensor(directions.shift_vectors()).float()  # [K, d]: one unit (r) along each
         table = {}
