@@ -47,10 +47,12 @@ def found_rates_by_direction(adapter, directions, oracle, *, n: int, shift: floa
     return found(oracle.read(images), min_darkness=min_darkness).reshape(len(vectors), n).mean(axis=1)
 
 
-def shifted_found_rates(adapter, directions, oracle, *, n: int, min_darkness: float) -> dict:
-    """Found-rates at the largest traversal shifts, +3 and -3 units: overall and per direction."""
+def shifted_found_rates(adapter, directions, oracle, *, n: int, min_darkness: float,
+                        largest: float = 3.0) -> dict:
+    """Found-rates at the largest traversal shifts, +3 and -3 units (and +-``largest``, the top of a
+    training range, when that is larger): overall and per direction."""
     out: dict = {"n_codes": n}
-    for shift in (3.0, -3.0):
+    for shift in (3.0, -3.0) + ((largest, -largest) if largest > 3.0 else ()):
         rates = found_rates_by_direction(adapter, directions, oracle, n=n, shift=shift,
                                          min_darkness=min_darkness)
         out[f"{shift:+g}"] = {"rate": float(rates.mean()), "by_direction": np.round(rates, 3).tolist()}
@@ -76,6 +78,8 @@ def main() -> None:
                         help="hspace without per-step gradient checkpointing (2x faster, more memory)")
     parser.add_argument("--realism-weights", type=float, nargs="+", default=[0.1, 0.0],
                         help="hspace runs, one per discriminator weight (0 = the ablation)")
+    parser.add_argument("--shift-range", type=float, nargs=2, default=[0.5, 3.0], metavar=("MIN", "MAX"),
+                        help="hspace's training shifts, in units of r (its shift_min, shift_max)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
     parser.add_argument("--closed-form", action="store_true",
@@ -190,10 +194,11 @@ def main() -> None:
             directions = discover_directions(adapter, "hspace", k=args.k, steps=args.hspace_steps, seed=0,
                                              ddim_steps=args.hspace_ddim_steps, realism_weight=realism,
                                              t_edit=args.t_edit,
+                                             shift_min=args.shift_range[0], shift_max=args.shift_range[1],
                                              batch_size=args.hspace_batch,
                                              checkpoint=not args.no_checkpoint)
             entry: dict = {"k": args.k, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
-                           "t_edit": args.t_edit,
+                           "t_edit": args.t_edit, "shift_range": args.shift_range,
                            "realism_weight": realism, "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
             scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
@@ -204,7 +209,8 @@ def main() -> None:
             entry["direction_mig"] = scores.direction_mig
             entry["found_at_largest_shifts"] = shifted_found_rates(adapter, directions, oracle,
                                                                    n=args.found_codes,
-                                                                   min_darkness=args.min_darkness)
+                                                                   min_darkness=args.min_darkness,
+                                                                   largest=args.shift_range[1])
             if args.rca_steps > 0:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
                                               pairs=args.rca_pairs)
