@@ -44,7 +44,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.run} is not a diffusion run")
     adapter.configure(ddim_steps=args.ddim_steps, t_edit=args.t_edit)  # r is measured at the edited steps
     sets = {"hspace-pca": discover_directions(adapter, "hspace-pca", k=args.directions, seed=0,
-                                              t_edit=args.t_edit),
+                                              ddim_steps=args.ddim_steps, t_edit=args.t_edit),
             "random": discover_directions(adapter, "random", k=args.directions, seed=0)}
     base = adapter.sample_base(args.codes, torch.Generator().manual_seed(0))
     with torch.no_grad():
