@@ -80,6 +80,8 @@ def main() -> None:
                         help="hspace runs, one per discriminator weight (0 = the ablation)")
     parser.add_argument("--shift-range", type=float, nargs=2, default=[0.5, 3.0], metavar=("MIN", "MAX"),
                         help="hspace's training shifts, in units of r (its shift_min, shift_max)")
+    parser.add_argument("--realism-start", type=int, default=0,
+                        help="hspace: step from which the discriminator's loss reaches the shift module")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
     parser.add_argument("--closed-form", action="store_true",
@@ -193,14 +195,17 @@ def main() -> None:
             started = time.perf_counter()
             directions = discover_directions(adapter, "hspace", k=args.k, steps=args.hspace_steps, seed=0,
                                              ddim_steps=args.hspace_ddim_steps, realism_weight=realism,
-                                             t_edit=args.t_edit,
+                                             realism_start=args.realism_start, t_edit=args.t_edit,
                                              shift_min=args.shift_range[0], shift_max=args.shift_range[1],
                                              batch_size=args.hspace_batch,
                                              checkpoint=not args.no_checkpoint)
             entry: dict = {"k": args.k, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
                            "t_edit": args.t_edit, "shift_range": args.shift_range,
-                           "realism_weight": realism, "extras": directions.extras,
+                           "realism_weight": realism, "realism_start": args.realism_start,
+                           "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
+            if args.save_directions:  # before scoring: an hour of training is not lost if scoring fails
+                directions.save(os.path.join(args.save_directions, f"hspace-realism-{realism:g}"))
             scores = score_directions(adapter, directions, oracle.read, oracle.factor_names,
                                       num_codes=args.score_codes, seed=0)
             entry["matched_abs_spearman"] = dict(zip(scores.factor_names,
@@ -215,8 +220,6 @@ def main() -> None:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
                                               pairs=args.rca_pairs)
             result[f"hspace_realism_{realism:g}"] = entry
-            if args.save_directions:
-                directions.save(os.path.join(args.save_directions, f"hspace-realism-{realism:g}"))
     result["load_average_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     print(text)

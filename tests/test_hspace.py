@@ -84,6 +84,19 @@ def test_hspace_method_directions(adapter: DiffusionAdapter) -> None:
     assert no_disc.params["realism_weight"] == 0.0 and not no_disc.params["checkpoint"]
 
 
+def test_hspace_realism_start_delays_the_discriminators_pull(adapter: DiffusionAdapter) -> None:
+    def learned(**options) -> np.ndarray:
+        return discover_directions(adapter, "hspace", k=2, steps=2, seed=3, batch_size=2, ddim_steps=3,
+                                   checkpoint=False, **options).matrix
+
+    without = learned(realism_weight=0.0)
+    # switched on after the last step: the discriminator trains but never reaches the shift module
+    np.testing.assert_array_equal(learned(realism_weight=1.0, realism_start=2), without)
+    # switched on at step 1: step 0 is the ablation's, step 1 is not
+    assert np.abs(learned(realism_weight=1.0, realism_start=1) - without).max() > 1e-6
+    assert np.abs(learned(realism_weight=1.0, realism_start=1) - learned(realism_weight=1.0)).max() > 1e-6
+
+
 def test_hspace_pca_and_random(adapter: DiffusionAdapter) -> None:
     pca = discover_directions(adapter, "hspace-pca", k=4, num_samples=4, ddim_steps=3)
     rows = pca.matrix[:, 3072:]

@@ -225,6 +225,9 @@ class HspaceOptions:
     shift_weight: float = option(0.25, number(lo=0), "weight of the L1 shift regression (Voynov & Babenko)")
     realism_weight: float = option(0.1, number(lo=0),
                                    "weight of the discriminator's non-saturating loss; 0 = no discriminator")
+    realism_start: int = option(0, integer(0),
+                                "step from which the discriminator's loss reaches the shift module "
+                                "(0 = from the first); the discriminator itself trains from the first")
     disc_lr: float = option(2e-4, number(positive=True), "Adam learning rate of the discriminator")
     ddim_steps: int = option(DEFAULT_DDIM_STEPS, integer(1), "DDIM steps of every decode (training, scoring)")
     t_edit: int = option(0, integer(0), "Δh is added at steps with t >= t_edit (0 = every step)")
@@ -306,7 +309,10 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
             original, shifted = hspace_loss_step(diffusion, shift_module, x_t, kk, eps)
             logits, eps_hat = reconstructor(torch.cat([original, shifted], dim=1))
             loss = reconstructor_loss(logits, eps_hat, kk, eps, options.shift_weight)
-            if discriminator is not None:
+            # a delayed start lets the reconstructor learn to tell directions apart before realism
+            # pulls the shifts back towards the unshifted sample (at t_edit >= 500 it never did
+            # otherwise: docs/results.md, sixth session)
+            if discriminator is not None and step >= options.realism_start:
                 loss = loss + options.realism_weight * F.softplus(-discriminator(shifted).flatten()).mean()
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite hspace loss at step {step}")
@@ -329,7 +335,8 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
         params={"deformator": options.deformator, "steps": steps, "batch_size": options.batch_size,
                 "shift_max": options.shift_max, "shift_min": options.shift_min, "lr": options.lr,
                 "shift_weight": options.shift_weight, "realism_weight": options.realism_weight,
-                "ddim_steps": options.ddim_steps, "t_edit": options.t_edit, "checkpoint": options.checkpoint,
+                "realism_start": options.realism_start, "ddim_steps": options.ddim_steps,
+                "t_edit": options.t_edit, "checkpoint": options.checkpoint,
                 "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape)},
         seed=seed,
         extras={"train_accuracy_last_10pct": float(hits[-tail:].sum() / (tail * options.batch_size)),
