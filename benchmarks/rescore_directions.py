@@ -1,7 +1,7 @@
 """Score saved diffusion direction sets (and hspace-pca / random built here) with the lesion oracle at a
 chosen list of traversal shifts, e.g. the range a learned set was trained on rather than the default +-3.
 
-    python -m benchmarks.rescore_directions RUN DIR [DIR ...] --t-edit 500 --shifts -9 -6 -3 0 3 6 9
+    python -m benchmarks.rescore_directions RUN DIR [DIR ...] --t-edit 500 --shifts -9 -6 -3 -1 0 1 3 6 9
 
 Each DIR is a saved ``DirectionSet`` (``ddpm_quality --save-directions``); it is decoded with the DDIM
 steps and t_edit it was discovered with. ``--closed-form`` adds ``hspace-pca`` (read at ``--t-edit``) and
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--closed-form", action="store_true", help="also hspace-pca and random, K = 6")
     parser.add_argument("--t-edit", type=int, default=0, help="for the closed-form sets")
     parser.add_argument("--shifts", type=float, nargs="+", default=[-3, -2, -1, 0, 1, 2, 3],
-                        help="traversal shifts in units of r (include 0)")
+                        help="traversal shifts in units of r (include 0 and +-1, the effect matrix's)")
     parser.add_argument("--codes", type=int, default=32)
     parser.add_argument("--found-codes", type=int, default=32)
     parser.add_argument("--min-darkness", type=float, default=0.05)
@@ -37,8 +37,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if 0.0 not in args.shifts:
-        parser.error("--shifts must include 0 (the base codes' readings)")
+    if not {0.0, 1.0, -1.0} <= set(args.shifts):
+        parser.error("--shifts must include 0 (the base codes' readings) and +-1 (the effect matrix's)")
 
     from benchmarks.ddpm_quality import shifted_found_rates
     from factorlens.directions import DirectionSet, GeneratorAdapter, discover_directions
