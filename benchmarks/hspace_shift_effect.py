@@ -41,7 +41,7 @@ def main() -> None:
     started = time.perf_counter()
     adapter = GeneratorAdapter.from_model(load_run(args.run).model, None)
     if not isinstance(adapter, DiffusionAdapter):
-        raise SystemExit(f"error: {args.run} is not a diffusion run")
+        parser.exit(2, f"error: {args.run} is not a diffusion run\n")
     adapter.configure(ddim_steps=args.ddim_steps, t_edit=args.t_edit)  # r is measured at the edited steps
     sets = {"hspace-pca": discover_directions(adapter, "hspace-pca", k=args.directions, seed=0,
                                               ddim_steps=args.ddim_steps, t_edit=args.t_edit),

@@ -42,14 +42,22 @@ def main() -> None:
 
     from benchmarks.ddpm_quality import shifted_found_rates
     from factorlens.directions import DirectionSet, GeneratorAdapter, discover_directions
+    from factorlens.directions.hspace import DiffusionAdapter
     from factorlens.directions.oracle import ORACLES
     from factorlens.directions.scores import score_directions
     from factorlens.environment import machine_line
+    from factorlens.errors import FactorlensError
+    from factorlens.io import atomic_write_text
     from factorlens.training import load_run
 
     oracle = ORACLES.get("synthetic-lesions")
-    adapter = GeneratorAdapter.from_model(load_run(args.run).model, None)
-    named: list[tuple[str, DirectionSet]] = [(str(Path(p)), DirectionSet.load(p)) for p in args.sets]
+    try:  # bad input: one line, before any decoding
+        adapter = GeneratorAdapter.from_model(load_run(args.run).model, None)
+        named: list[tuple[str, DirectionSet]] = [(str(Path(p)), DirectionSet.load(p)) for p in args.sets]
+    except FactorlensError as error:
+        parser.exit(2, f"error: {error}\n")
+    if not isinstance(adapter, DiffusionAdapter):
+        parser.exit(2, f"error: {args.run} is not a diffusion run\n")
     if args.closed_form:
         named.append(("hspace-pca", discover_directions(adapter, "hspace-pca", k=6, seed=0,
                                                         t_edit=args.t_edit)))
@@ -80,7 +88,7 @@ def main() -> None:
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
 
 
 if __name__ == "__main__":
