@@ -234,6 +234,10 @@ class HspaceOptions:
     checkpoint: bool = option(True, boolean, "gradient checkpointing per DDIM step")
     base: str = option("prior", choice("prior", "posterior"),
                        "base codes: x_T ~ N(0, I) (prior) or DDIM inversions of training images")
+    init: str = option("random", choice("random", "pca"),
+                       "initial directions: random unit rows, or the top-K hspace-pca directions "
+                       "(h of init_samples trajectories at t >= t_edit)")
+    init_samples: int = option(64, integer(2), "init=pca: sampled trajectories whose h is analysed")
 
     def validate(self) -> None:
         if self.shift_min >= self.shift_max:
@@ -244,12 +248,16 @@ class HspaceOptions:
 class ShiftModule(nn.Module):
     """``K`` h-space directions ``[K, h_dim]``: unit rows (``proj``) or orthonormal rows (``ortho``)."""
 
-    def __init__(self, h_dim: int, k: int, kind: str, generator: torch.Generator) -> None:
+    def __init__(self, h_dim: int, k: int, kind: str, generator: torch.Generator,
+                 initial: torch.Tensor | None = None) -> None:
         super().__init__()
         self.kind = kind
         self.linear = nn.Linear(h_dim, k, bias=False)
         with torch.no_grad():
-            self.linear.weight.copy_(torch.randn(k, h_dim, generator=generator) / math.sqrt(h_dim))
+            # the random draw happens either way, so init=pca consumes the generator like init=random
+            # and the rest of training (x_T, shifts) sees the same stream
+            start = torch.randn(k, h_dim, generator=generator) / math.sqrt(h_dim)
+            self.linear.weight.copy_(start if initial is None else initial)
         if kind == "ortho":
             nn.utils.parametrizations.orthogonal(self.linear)
 
@@ -292,7 +300,10 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
     diffusion.checkpointed = options.checkpoint
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen)
+    initial = (None if options.init == "random"
+               else torch.from_numpy(principal_h_directions(diffusion, k, options.init_samples, seed)[0]))
+    shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen,
+                               initial=None if initial is None else initial.float())
     size = diffusion.model.resolution
     reconstructor = Reconstructor(diffusion.model.channels, k)
     optimizer = torch.optim.Adam(list(shift_module.parameters()) + list(reconstructor.parameters()),
@@ -337,7 +348,8 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 "shift_weight": options.shift_weight, "realism_weight": options.realism_weight,
                 "realism_start": options.realism_start, "ddim_steps": options.ddim_steps,
                 "t_edit": options.t_edit, "checkpoint": options.checkpoint,
-                "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape)},
+                "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape),
+                "init": options.init, "init_samples": options.init_samples},
         seed=seed,
         extras={"train_accuracy_last_10pct": float(hits[-tail:].sum() / (tail * options.batch_size)),
                 "train_accuracy_by_tenth": [float(part.sum() / (len(part) * options.batch_size))
@@ -347,6 +359,19 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
 
 
 # ------------------------------------------------------------------------------------------ hspace-pca
+
+
+def principal_h_directions(diffusion: DiffusionAdapter, k: int, num_samples: int,
+                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` principal directions of h (rows ``[k, h_dim]``, float64, unit norm) over ``num_samples``
+    DDIM trajectories at the adapter's configured steps (t >= t_edit), and their explained variance
+    ratios ``[k]``. Used by ``hspace-pca`` and by ``hspace`` with ``init=pca``."""
+    h = diffusion.collect_h(num_samples, seed=seed).reshape(-1, diffusion.h_dim).double()
+    if k > min(h.shape):
+        raise ConfigError(f"k={k} exceeds the {min(h.shape)} h samples of the principal directions; "
+                          "raise num_samples (init_samples for hspace)")
+    _, singular, vt = torch.linalg.svd(h - h.mean(dim=0), full_matrices=False)
+    return vt[:k].numpy(), (singular**2 / (singular**2).sum())[:k].numpy()
 
 
 @dataclass(frozen=True)
@@ -366,13 +391,8 @@ def hspace_pca(adapter: GeneratorAdapter, options: HspacePcaOptions | None = Non
     diffusion = require_diffusion(adapter, "hspace-pca")
     k = _check_k(6 if k is None else k, diffusion)
     diffusion.configure(ddim_steps=options.ddim_steps, t_edit=options.t_edit, base_source=options.base)
-    h = diffusion.collect_h(options.num_samples, seed=seed).reshape(-1, diffusion.h_dim).double()
-    if k > min(h.shape):
-        raise ConfigError(f"hspace-pca: k={k} exceeds the {min(h.shape)} h samples; raise num_samples")
-    _, singular, vt = torch.linalg.svd(h - h.mean(dim=0), full_matrices=False)
-    rows = vt[:k].numpy()
+    rows, explained = principal_h_directions(diffusion, k, options.num_samples, seed)
     matrix = diffusion.embed_directions(rows)
-    explained = (singular**2 / (singular**2).sum())[:k].numpy()
     return DirectionSet(
         matrix=matrix, scales=diffusion.direction_scales(matrix), method="hspace-pca",
         params={"num_samples": options.num_samples, "ddim_steps": options.ddim_steps,
