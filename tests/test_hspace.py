@@ -98,7 +98,7 @@ def test_hspace_realism_start_delays_the_discriminators_pull(adapter: DiffusionA
     assert np.abs(from_step_1 - learned(realism_weight=1.0)).max() > 1e-6
 
 
-def test_hspace_init_pca_starts_from_the_principal_directions(adapter: DiffusionAdapter) -> None:
+def test_hspace_init_pca_and_shift_lr(adapter: DiffusionAdapter) -> None:
     pca = discover_directions(adapter, "hspace-pca", k=3, num_samples=4, ddim_steps=3, t_edit=500, seed=5)
     for deformator in ("proj", "ortho"):
         # one step at a negligible learning rate: the learned rows are still the initial ones
@@ -107,6 +107,14 @@ def test_hspace_init_pca_starts_from_the_principal_directions(adapter: Diffusion
                                       deformator=deformator)
         assert started.params["init"] == "pca" and started.params["init_samples"] == 4
         np.testing.assert_allclose(started.matrix, pca.matrix, atol=1e-6)
+    # shift_lr slows the shift module alone: the reconstructor's lr (1e-3) does not move the directions
+    slow = discover_directions(adapter, "hspace", k=3, steps=2, seed=5, batch_size=2, ddim_steps=3, t_edit=500,
+                               init="pca", init_samples=4, shift_lr=1e-12, checkpoint=False)
+    assert slow.params["shift_lr"] == 1e-12 and slow.params["lr"] == 1e-3
+    np.testing.assert_allclose(slow.matrix, pca.matrix, atol=1e-6)
+    common = discover_directions(adapter, "hspace", k=3, steps=2, seed=5, batch_size=2, ddim_steps=3,
+                                 t_edit=500, init="pca", init_samples=4, checkpoint=False)
+    assert common.params["shift_lr"] == 1e-3 and np.abs(common.matrix - pca.matrix).max() > 1e-3
     random_start = discover_directions(adapter, "hspace", k=3, steps=1, seed=5, batch_size=2, ddim_steps=3,
                                        t_edit=500, lr=1e-12, checkpoint=False)
     assert np.abs(random_start.matrix[:, 3072:] @ pca.matrix[:, 3072:].T).max() < 0.2  # not the same start

@@ -222,6 +222,9 @@ class HspaceOptions:
     shift_max: float = option(3.0, number(positive=True), "largest shift, in units of r (h's RMS deviation)")
     shift_min: float = option(0.5, number(lo=0), "smallest shift magnitude (< shift_max)")
     lr: float = option(1e-3, number(positive=True), "Adam learning rate (shift module, reconstructor)")
+    shift_lr: float = option(0.0, number(lo=0),
+                             "Adam learning rate of the shift module alone (0 = lr); a smaller one keeps "
+                             "the directions near their start (init) while the reconstructor learns")
     shift_weight: float = option(0.25, number(lo=0), "weight of the L1 shift regression (Voynov & Babenko)")
     realism_weight: float = option(0.1, number(lo=0),
                                    "weight of the discriminator's non-saturating loss; 0 = no discriminator")
@@ -306,8 +309,8 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                                initial=None if initial is None else initial.float())
     size = diffusion.model.resolution
     reconstructor = Reconstructor(diffusion.model.channels, k)
-    optimizer = torch.optim.Adam(list(shift_module.parameters()) + list(reconstructor.parameters()),
-                                 lr=options.lr)
+    optimizer = torch.optim.Adam([{"params": shift_module.parameters(), "lr": options.shift_lr or options.lr},
+                                  {"params": reconstructor.parameters()}], lr=options.lr)
     discriminator = _discriminator(diffusion.model.channels, size) if options.realism_weight > 0 else None
     disc_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=options.disc_lr, betas=(0.5, 0.9))
                       if discriminator is not None else None)
@@ -345,6 +348,7 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
         matrix=matrix, scales=diffusion.direction_scales(matrix), method="hspace",
         params={"deformator": options.deformator, "steps": steps, "batch_size": options.batch_size,
                 "shift_max": options.shift_max, "shift_min": options.shift_min, "lr": options.lr,
+                "shift_lr": options.shift_lr or options.lr,
                 "shift_weight": options.shift_weight, "realism_weight": options.realism_weight,
                 "realism_start": options.realism_start, "ddim_steps": options.ddim_steps,
                 "t_edit": options.t_edit, "checkpoint": options.checkpoint,
