@@ -108,8 +108,8 @@ def test_hspace_init_pca_and_shift_lr(adapter: DiffusionAdapter) -> None:
         assert started.params["init"] == "pca" and started.params["init_samples"] == 4
         np.testing.assert_allclose(started.matrix, pca.matrix, atol=1e-6)
     # shift_lr slows the shift module alone: the reconstructor's lr (1e-3) does not move the directions
-    slow = discover_directions(adapter, "hspace", k=3, steps=2, seed=5, batch_size=2, ddim_steps=3, t_edit=500,
-                               init="pca", init_samples=4, shift_lr=1e-12, checkpoint=False)
+    slow = discover_directions(adapter, "hspace", k=3, steps=2, seed=5, batch_size=2, ddim_steps=3,
+                               t_edit=500, init="pca", init_samples=4, shift_lr=1e-12, checkpoint=False)
     assert slow.params["shift_lr"] == 1e-12 and slow.params["lr"] == 1e-3
     np.testing.assert_allclose(slow.matrix, pca.matrix, atol=1e-6)
     common = discover_directions(adapter, "hspace", k=3, steps=2, seed=5, batch_size=2, ddim_steps=3,

@@ -303,10 +303,9 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
     diffusion.checkpointed = options.checkpoint
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    initial = (None if options.init == "random"
-               else torch.from_numpy(principal_h_directions(diffusion, k, options.init_samples, seed)[0]))
-    shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen,
-                               initial=None if initial is None else initial.float())
+    initial = (None if options.init == "random" else
+               torch.from_numpy(principal_h_directions(diffusion, k, options.init_samples, seed)[0]).float())
+    shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen, initial=initial)
     size = diffusion.model.resolution
     reconstructor = Reconstructor(diffusion.model.channels, k)
     optimizer = torch.optim.Adam([{"params": shift_module.parameters(), "lr": options.shift_lr or options.lr},
