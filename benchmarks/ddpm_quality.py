@@ -86,6 +86,8 @@ def main() -> None:
                         help="hspace's initial directions (its init option; pca = the top-K hspace-pca set)")
     parser.add_argument("--shift-lr", type=float, default=0.0,
                         help="hspace's shift_lr: the shift module's learning rate (0 = the common 1e-3)")
+    parser.add_argument("--reconstructor-input", choices=("pair", "difference"), default="pair",
+                        help="hspace's reconstructor_input (difference: RMS-normalised difference, log RMS)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
     parser.add_argument("--closed-form", action="store_true",
@@ -203,11 +205,13 @@ def main() -> None:
                                              shift_min=args.shift_range[0], shift_max=args.shift_range[1],
                                              batch_size=args.hspace_batch, init=args.hspace_init,
                                              shift_lr=args.shift_lr,
+                                             reconstructor_input=args.reconstructor_input,
                                              checkpoint=not args.no_checkpoint)
             entry: dict = {"k": args.k, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
                            "t_edit": args.t_edit, "shift_range": args.shift_range,
                            "realism_weight": realism, "realism_start": args.realism_start,
-                           "init": args.hspace_init, "shift_lr": args.shift_lr, "extras": directions.extras,
+                           "init": args.hspace_init, "shift_lr": args.shift_lr,
+                           "reconstructor_input": args.reconstructor_input, "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
             if args.save_directions:  # before scoring: an hour of training is not lost if scoring fails
                 directions.save(os.path.join(args.save_directions, f"hspace-realism-{realism:g}"))

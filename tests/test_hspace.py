@@ -8,7 +8,7 @@ import torch
 
 from factorlens.cli.main import main
 from factorlens.directions import GeneratorAdapter, discover_directions
-from factorlens.directions.hspace import DiffusionAdapter, ShiftModule, hspace_loss_step
+from factorlens.directions.hspace import DiffusionAdapter, ShiftModule, hspace_loss_step, reconstructor_input
 from factorlens.errors import ConfigError
 
 pytest.importorskip("monai")
@@ -120,6 +120,39 @@ def test_hspace_init_pca_and_shift_lr(adapter: DiffusionAdapter) -> None:
     assert np.abs(random_start.matrix[:, 3072:] @ pca.matrix[:, 3072:].T).max() < 0.2  # not the same start
     with pytest.raises(ConfigError, match="init"):
         discover_directions(adapter, "hspace", k=3, steps=1, ddim_steps=3, init="sefa")
+
+
+def test_reconstructor_input_difference_is_scale_free() -> None:
+    gen = torch.Generator().manual_seed(0)
+    # float64, so that the identities below hold to rounding of 1e-12
+    original = torch.rand(3, 3, 8, 8, generator=gen, dtype=torch.float64)
+    scale = torch.tensor([1e-3, 1e-2, 1.0], dtype=torch.float64)[:, None, None, None]
+    change = torch.randn(3, 3, 8, 8, generator=gen, dtype=torch.float64) * scale
+    assert torch.equal(reconstructor_input(original, original + change, "pair"),
+                       torch.cat([original, original + change], dim=1))
+    seen = reconstructor_input(original, original + change, "difference")
+    assert seen.shape == (3, 7, 8, 8) and torch.equal(seen[:, :3], original)
+    normalised, log_rms = seen[:, 3:6], seen[:, 6:]
+    torch.testing.assert_close(normalised.pow(2).mean(dim=(1, 2, 3)), torch.ones(3, dtype=torch.float64))
+    # the identity: normalised difference x exp(log RMS) is the difference
+    torch.testing.assert_close(normalised * log_rms.exp(), change, atol=1e-12, rtol=1e-9)
+    assert float(log_rms.std(dim=(1, 2, 3)).max()) == 0.0  # one constant plane per sample
+    # an edit ten times smaller shows the same pattern, one log(10) lower
+    smaller = reconstructor_input(original, original + change / 10, "difference")
+    torch.testing.assert_close(smaller[:, 3:6], seen[:, 3:6], atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(smaller[:, 6:], seen[:, 6:] - float(np.log(10)), atol=1e-9, rtol=0)
+
+
+def test_hspace_difference_reconstructor(adapter: DiffusionAdapter) -> None:
+    directions = discover_directions(adapter, "hspace", k=3, steps=2, seed=0, batch_size=2, ddim_steps=3,
+                                     reconstructor_input="difference", checkpoint=False)
+    pair = discover_directions(adapter, "hspace", k=3, steps=2, seed=0, batch_size=2, ddim_steps=3,
+                               checkpoint=False)
+    assert directions.params["reconstructor_input"] == "difference"
+    assert pair.params["reconstructor_input"] == "pair"
+    assert np.abs(directions.matrix - pair.matrix).max() > 1e-6  # a different reconstructor, other gradients
+    with pytest.raises(ConfigError, match="reconstructor_input"):
+        discover_directions(adapter, "hspace", k=3, steps=1, ddim_steps=3, reconstructor_input="sum")
 
 
 def test_hspace_pca_and_random(adapter: DiffusionAdapter) -> None:

@@ -241,6 +241,9 @@ class HspaceOptions:
                        "initial directions: random unit rows, or the top-K hspace-pca directions "
                        "(h of init_samples trajectories at t >= t_edit)")
     init_samples: int = option(64, integer(2), "init=pca: sampled trajectories whose h is analysed")
+    reconstructor_input: str = option("pair", choice("pair", "difference"),
+                                      "what the reconstructor sees: the (unshifted, shifted) pair, or the "
+                                      "unshifted sample with the RMS-normalised difference and its log RMS")
 
     def validate(self) -> None:
         if self.shift_min >= self.shift_max:
@@ -289,6 +292,21 @@ def hspace_loss_step(adapter: DiffusionAdapter, shift_module: ShiftModule, x_t: 
     return original, shifted
 
 
+def reconstructor_input(original: torch.Tensor, shifted: torch.Tensor, kind: str) -> torch.Tensor:
+    """The reconstructor's input from ``[B, C, R, R]`` sample pairs: ``pair`` -> ``[B, 2C, R, R]`` (Voynov &
+    Babenko); ``difference`` -> ``[B, 2C + 1, R, R]``: the unshifted sample, the difference divided by its
+    per-sample RMS, and a constant plane holding log RMS. Why: edits at t >= t_edit move pixels by ~0.003
+    (docs/results.md), far below the image's own contrast, and a reconstructor on raw pairs stayed at
+    chance; the normalised difference shows the pattern of the edit at unit scale whatever its size, and
+    the log-RMS plane keeps the magnitude for the shift regression."""
+    if kind == "pair":
+        return torch.cat([original, shifted], dim=1)
+    difference = shifted - original
+    rms = difference.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+    log_rms = torch.log(rms).expand(-1, 1, *difference.shape[2:])
+    return torch.cat([original, difference / rms, log_rms], dim=1)
+
+
 @direction_method("hspace", HspaceOptions, "Zhang et al. (2023): h-space shift module + reconstructor + "
                   "discriminator, trained through the DDIM chain (diffusion runs)")
 def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k: int | None = None,
@@ -307,7 +325,8 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                torch.from_numpy(principal_h_directions(diffusion, k, options.init_samples, seed)[0]).float())
     shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen, initial=initial)
     size = diffusion.model.resolution
-    reconstructor = Reconstructor(diffusion.model.channels, k)
+    reconstructor = Reconstructor(diffusion.model.channels, k,
+                                  extra_channels=int(options.reconstructor_input == "difference"))
     optimizer = torch.optim.Adam([{"params": shift_module.parameters(), "lr": options.shift_lr or options.lr},
                                   {"params": reconstructor.parameters()}], lr=options.lr)
     discriminator = _discriminator(diffusion.model.channels, size) if options.realism_weight > 0 else None
@@ -315,12 +334,18 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                       if discriminator is not None else None)
     losses: list[float] = []
     hits = np.zeros(steps)  # correct direction guesses per step, for the accuracy by tenth of training
+    from tqdm.auto import tqdm
+
+    from factorlens.directions.progress import progress_enabled
+
+    bar = tqdm(range(steps), desc="hspace", disable=not progress_enabled())
     with diffusion.frozen():
-        for step in range(steps):
+        for step in bar:
             x_t = diffusion.split(diffusion.sample_base(options.batch_size, gen))[0]
             kk, eps = draw_shifts(options.batch_size, k, options.shift_min, options.shift_max, gen)
             original, shifted = hspace_loss_step(diffusion, shift_module, x_t, kk, eps)
-            logits, eps_hat = reconstructor(torch.cat([original, shifted], dim=1))
+            pair = reconstructor_input(original, shifted, options.reconstructor_input)
+            logits, eps_hat = reconstructor(pair)
             loss = reconstructor_loss(logits, eps_hat, kk, eps, options.shift_weight)
             # a delayed start lets the reconstructor learn to tell directions apart before realism
             # pulls the shifts back towards the unshifted sample (at t_edit >= 500 it never did
@@ -340,6 +365,10 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 disc_optimizer.step()
             losses.append(float(loss.detach()))
             hits[step] = int((logits.argmax(1) == kk).sum())
+            if step % 25 == 24:  # a run takes an hour on CPU: show whether the reconstructor is learning
+                recent = hits[max(0, step - 99): step + 1]
+                bar.set_postfix(accuracy_last_100=f"{recent.sum() / (len(recent) * options.batch_size):.2f}",
+                                refresh=False)
     rows = shift_module.directions().detach().double().numpy()
     matrix = diffusion.embed_directions(rows)
     tail = max(1, steps // 10)
@@ -352,7 +381,8 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                 "realism_start": options.realism_start, "ddim_steps": options.ddim_steps,
                 "t_edit": options.t_edit, "checkpoint": options.checkpoint,
                 "base_source": diffusion.base_source, "h_shape": list(diffusion.h_shape),
-                "init": options.init, "init_samples": options.init_samples},
+                "init": options.init, "init_samples": options.init_samples,
+                "reconstructor_input": options.reconstructor_input},
         seed=seed,
         extras={"train_accuracy_last_10pct": float(hits[-tail:].sum() / (tail * options.batch_size)),
                 "train_accuracy_by_tenth": [float(part.sum() / (len(part) * options.batch_size))

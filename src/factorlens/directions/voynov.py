@@ -147,12 +147,13 @@ def active_basis(adapter: GeneratorAdapter, threshold: float) -> torch.Tensor:
 
 
 class Reconstructor(nn.Module):
-    """A LeNet-sized CNN: ``[B, 2C, H, W]`` image pair -> (``[B, K]`` direction logits, ``[B]`` shift)."""
+    """A LeNet-sized CNN: ``[B, 2C + extra_channels, H, W]`` image pair (plus any extra input planes) ->
+    (``[B, K]`` direction logits, ``[B]`` shift)."""
 
-    def __init__(self, channels: int, num_directions: int, width: int = 32) -> None:
+    def __init__(self, channels: int, num_directions: int, width: int = 32, extra_channels: int = 0) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(2 * channels, width, 4, 2, 1),
+            nn.Conv2d(2 * channels + extra_channels, width, 4, 2, 1),
             nn.ReLU(),
             nn.Conv2d(width, 2 * width, 4, 2, 1),
             nn.ReLU(),
