@@ -88,6 +88,8 @@ def main() -> None:
                         help="hspace's shift_lr: the shift module's learning rate (0 = the common 1e-3)")
     parser.add_argument("--reconstructor-input", choices=("pair", "difference"), default="pair",
                         help="hspace's reconstructor_input (difference: RMS-normalised difference, log RMS)")
+    parser.add_argument("--rca-input", choices=("pair", "difference"), default=None,
+                        help="what RCA's reconstructors see (default: --reconstructor-input)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")
     parser.add_argument("--closed-form", action="store_true",
@@ -227,7 +229,8 @@ def main() -> None:
                                                                    largest=args.shift_range[1])
             if args.rca_steps > 0:
                 entry["rca"] = rca_comparison(adapter, directions, steps=args.rca_steps, seed=0,
-                                              pairs=args.rca_pairs)
+                                              pairs=args.rca_pairs,
+                                              input_kind=args.rca_input or args.reconstructor_input)
             result[f"hspace_realism_{realism:g}"] = entry
     result["load_average_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)

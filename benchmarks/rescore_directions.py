@@ -7,7 +7,9 @@ Each DIR is a saved ``DirectionSet`` (``ddpm_quality --save-directions``); it is
 steps and t_edit it was discovered with. ``--closed-form`` adds ``hspace-pca`` (read at ``--t-edit``) and
 ``random`` (seed 0), the same sets ``ddpm_quality --closed-form`` scores. Every set is scored on the same
 ``--codes`` initial noises (seed 0) with ``factorlens.directions.scores.score_directions``; the found-rate
-(``ddpm_quality``'s lesion test) is read at the largest shift, both signs. Prints one JSON object.
+(``ddpm_quality``'s lesion test) is read at the largest shift, both signs. ``--rca-steps N`` adds the
+pooled RCA of every set and of ``rca_comparison``'s random baseline on one shared pool of pairs
+(``--rca-input difference``: reconstructors on the RMS-normalised difference). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=32)
     parser.add_argument("--found-codes", type=int, default=32)
     parser.add_argument("--min-darkness", type=float, default=0.05)
+    parser.add_argument("--rca-steps", type=int, default=0,
+                        help="also the pooled RCA of every set and a random baseline (0 = none)")
+    parser.add_argument("--rca-pairs", type=int, default=1024, help="RCA's pool of decoded training pairs")
+    parser.add_argument("--rca-input", choices=("pair", "difference"), default="pair",
+                        help="what RCA's reconstructors see (difference: RMS-normalised difference, log RMS)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not {0.0, 1.0, -1.0} <= set(args.shifts):
         parser.error("--shifts must include 0 (the base codes' readings) and +-1 (the effect matrix's)")
+    if args.rca_steps < 0 or args.rca_pairs < 1:
+        parser.error("--rca-steps must be >= 0 and --rca-pairs >= 1")
 
     from benchmarks.ddpm_quality import shifted_found_rates
     from factorlens.directions import DirectionSet, GeneratorAdapter, discover_directions
@@ -62,6 +71,12 @@ def main() -> None:
         named.append(("hspace-pca", discover_directions(adapter, "hspace-pca", k=6, seed=0,
                                                         t_edit=args.t_edit)))
         named.append(("random", discover_directions(adapter, "random", k=6, seed=0)))
+    if args.rca_steps > 0:  # one pool of pairs serves every set: one K, one t_edit
+        sizes = {directions.num_directions for _, directions in named}
+        edits = {int(directions.params.get("t_edit", args.t_edit)) for _, directions in named}
+        if len(sizes) != 1 or len(edits) != 1:
+            parser.exit(2, f"error: --rca-steps needs sets of one K and one t_edit, got K {sorted(sizes)}, "
+                           f"t_edit {sorted(edits)}\n")
     result: dict = {"run": args.run, "machine": machine_line(), "threads": args.threads,
                     "shifts": args.shifts, "codes": args.codes, "load_average_start": os.getloadavg()}
     largest = max(abs(s) for s in args.shifts)
@@ -84,11 +99,35 @@ def main() -> None:
             "seconds": round(time.perf_counter() - started, 1),
         }
         print(name, result[name]["matched_abs_spearman"], flush=True)
+    if args.rca_steps > 0:
+        result["rca"] = pooled_rca(adapter, named, args)
+        print("rca", result["rca"], flush=True)
     result["load_average_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
         atomic_write_text(args.out, text + "\n")
+
+
+def pooled_rca(adapter, named: list, args: argparse.Namespace) -> dict:
+    """Pooled RCA of every set on one shared pool of pairs (as ``rca_comparison`` with ``pairs``), with
+    ``rca_comparison``'s random baseline (K random orthonormal rows, seed 1) added."""
+    from factorlens.directions import discover_directions
+    from factorlens.directions.voynov import cached_reconstructor_accuracies
+
+    k = named[0][1].num_directions
+    t_edit = int(named[0][1].params.get("t_edit", args.t_edit))
+    adapter.configure(t_edit=t_edit)
+    matrices = {name: directions.matrix for name, directions in named}
+    matrices["random (seed 1)"] = discover_directions(adapter, "random", k=k, seed=1).matrix
+    started = time.perf_counter()
+    eval_pairs = max(64, args.rca_pairs // 4)
+    accuracies = cached_reconstructor_accuracies(adapter, matrices, pairs=args.rca_pairs,
+                                                 eval_pairs=eval_pairs, steps=args.rca_steps, seed=0,
+                                                 input_kind=args.rca_input)
+    return {"estimator": "pool", "input": args.rca_input, "steps": args.rca_steps, "pairs": args.rca_pairs,
+            "eval_pairs": eval_pairs, "chance": 1.0 / k, "t_edit": t_edit, "accuracy": accuracies,
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 if __name__ == "__main__":

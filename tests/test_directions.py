@@ -108,6 +108,22 @@ def test_pooled_rca_tells_planted_from_random_and_identical_rows_sit_at_chance(a
                                         seed=0)
 
 
+def test_pooled_rca_on_the_normalised_difference(adapter, phantom) -> None:
+    from factorlens.directions.voynov import cached_reconstructor_accuracies
+
+    planted = phantom.planted.numpy()
+    same = np.repeat(planted[:1], 4, axis=0)
+    seen = cached_reconstructor_accuracies(adapter, {"same": same, "planted": planted}, pairs=512,
+                                           eval_pairs=256, steps=250, seed=0, input_kind="difference")
+    assert abs(seen["same"] - 0.25) < 0.1 and seen["planted"] >= 0.9
+    rca = rca_comparison(adapter, DirectionSet(planted, adapter.direction_scales(planted), "planted"),
+                         steps=1, seed=0, pairs=8, input_kind="difference")
+    assert rca["input"] == "difference" and rca["estimator"] == "pool"
+    with pytest.raises(ConfigError, match="reconstructor input 'sum'"):
+        cached_reconstructor_accuracies(adapter, {"a": same}, pairs=8, eval_pairs=8, steps=1, seed=0,
+                                        input_kind="sum")
+
+
 def test_effect_matrix_of_planted_directions_is_diagonal(adapter, phantom) -> None:
     planted = phantom.planted.numpy()
     names = ["spot0", "spot1", "spot2", "spot3"]

@@ -8,7 +8,8 @@ import torch
 
 from factorlens.cli.main import main
 from factorlens.directions import GeneratorAdapter, discover_directions
-from factorlens.directions.hspace import DiffusionAdapter, ShiftModule, hspace_loss_step, reconstructor_input
+from factorlens.directions.hspace import DiffusionAdapter, ShiftModule, hspace_loss_step
+from factorlens.directions.voynov import reconstructor_input
 from factorlens.errors import ConfigError
 
 pytest.importorskip("monai")

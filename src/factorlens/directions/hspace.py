@@ -40,7 +40,13 @@ from torch.nn import functional as F
 from factorlens.directions.adapter import GeneratorAdapter
 from factorlens.directions.direction_set import DirectionSet
 from factorlens.directions.methods import direction_method
-from factorlens.directions.voynov import Reconstructor, draw_shifts, reconstructor_loss
+from factorlens.directions.voynov import (
+    RECONSTRUCTOR_INPUTS,
+    Reconstructor,
+    draw_shifts,
+    reconstructor_input,
+    reconstructor_loss,
+)
 from factorlens.errors import ConfigError, TrainingError
 from factorlens.schema import boolean, choice, integer, number, option
 
@@ -241,7 +247,7 @@ class HspaceOptions:
                        "initial directions: random unit rows, or the top-K hspace-pca directions "
                        "(h of init_samples trajectories at t >= t_edit)")
     init_samples: int = option(64, integer(2), "init=pca: sampled trajectories whose h is analysed")
-    reconstructor_input: str = option("pair", choice("pair", "difference"),
+    reconstructor_input: str = option("pair", choice(*RECONSTRUCTOR_INPUTS),
                                       "what the reconstructor sees: the (unshifted, shifted) pair, or the "
                                       "unshifted sample with the RMS-normalised difference and its log RMS")
 
@@ -292,21 +298,6 @@ def hspace_loss_step(adapter: DiffusionAdapter, shift_module: ShiftModule, x_t: 
     return original, shifted
 
 
-def reconstructor_input(original: torch.Tensor, shifted: torch.Tensor, kind: str) -> torch.Tensor:
-    """The reconstructor's input from ``[B, C, R, R]`` sample pairs: ``pair`` -> ``[B, 2C, R, R]`` (Voynov &
-    Babenko); ``difference`` -> ``[B, 2C + 1, R, R]``: the unshifted sample, the difference divided by its
-    per-sample RMS, and a constant plane holding log RMS. Why: edits at t >= t_edit move pixels by ~0.003
-    (docs/results.md), far below the image's own contrast, and a reconstructor on raw pairs stayed at
-    chance; the normalised difference shows the pattern of the edit at unit scale whatever its size, and
-    the log-RMS plane keeps the magnitude for the shift regression."""
-    if kind == "pair":
-        return torch.cat([original, shifted], dim=1)
-    difference = shifted - original
-    rms = difference.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
-    log_rms = torch.log(rms).expand(-1, 1, *difference.shape[2:])
-    return torch.cat([original, difference / rms, log_rms], dim=1)
-
-
 @direction_method("hspace", HspaceOptions, "Zhang et al. (2023): h-space shift module + reconstructor + "
                   "discriminator, trained through the DDIM chain (diffusion runs)")
 def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k: int | None = None,
@@ -325,8 +316,7 @@ def hspace(adapter: GeneratorAdapter, options: HspaceOptions | None = None, *, k
                torch.from_numpy(principal_h_directions(diffusion, k, options.init_samples, seed)[0]).float())
     shift_module = ShiftModule(diffusion.h_dim, k, options.deformator, gen, initial=initial)
     size = diffusion.model.resolution
-    reconstructor = Reconstructor(diffusion.model.channels, k,
-                                  extra_channels=int(options.reconstructor_input == "difference"))
+    reconstructor = Reconstructor.for_input(diffusion.model.channels, k, options.reconstructor_input)
     optimizer = torch.optim.Adam([{"params": shift_module.parameters(), "lr": options.shift_lr or options.lr},
                                   {"params": reconstructor.parameters()}], lr=options.lr)
     discriminator = _discriminator(diffusion.model.channels, size) if options.realism_weight > 0 else None

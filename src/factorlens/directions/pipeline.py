@@ -76,7 +76,10 @@ def discover_for_model(
     if rca_steps > 0 and directions.num_directions <= adapter.latent_dim:
         started = time.perf_counter()
         pairs = adapter.default_rca_pairs if rca_pairs is None else rca_pairs
-        scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed, pairs=pairs)
+        # a set trained with a difference-input reconstructor is judged, with its baselines, the same way
+        input_kind = str(directions.params.get("reconstructor_input", "pair"))
+        scores["rca"] = rca_comparison(adapter, directions, steps=rca_steps, seed=seed, pairs=pairs,
+                                       input_kind=input_kind)
         seconds["rca"] = round(time.perf_counter() - started, 2)
     # Wall-clock cost of each stage on this machine (informative only; docs/performance.md).
     scores["seconds"] = seconds

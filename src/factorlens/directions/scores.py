@@ -192,6 +192,7 @@ def rca_comparison(
     seed: int = 0,
     batch_size: int = 32,
     pairs: int = 0,
+    input_kind: str = "pair",
 ) -> dict:
     """Post-hoc reconstructor classification accuracy (RCA) of ``directions`` against baselines.
 
@@ -200,7 +201,9 @@ def rca_comparison(
     ``pairs = 0``: every step decodes fresh pairs, scored on 10 fresh batches (``estimator: online``);
     ``pairs > 0``: one pool of ``pairs`` training and ``max(64, pairs // 4)`` held-out pairs, shared by
     the three sets (:func:`~factorlens.directions.voynov.cached_reconstructor_accuracies`; ``estimator:
-    pool``), for generators whose decode is expensive.
+    pool``), for generators whose decode is expensive. ``input_kind``: what every reconstructor sees
+    (``pair`` or ``difference``, :func:`~factorlens.directions.voynov.reconstructor_input`), named in the
+    result as ``input``.
     """
     from factorlens.directions.methods import axes, random_directions
     from factorlens.directions.voynov import (
@@ -217,17 +220,19 @@ def rca_comparison(
         "axes": axes(adapter, k=K).matrix,
         "random": random_directions(adapter, k=K, seed=seed + 1).matrix,
     }
-    out: dict = {"chance": 1.0 / K, "steps": float(steps)}
+    out: dict = {"chance": 1.0 / K, "steps": float(steps), "input": input_kind}
     if pairs > 0:
         eval_pairs = max(64, pairs // 4)
         out.update(cached_reconstructor_accuracies(adapter, candidates, pairs=pairs, eval_pairs=eval_pairs,
-                                                   steps=steps, seed=seed, batch_size=batch_size))
+                                                   steps=steps, seed=seed, batch_size=batch_size,
+                                                   input_kind=input_kind))
         out.update({"estimator": "pool", "pairs": pairs, "eval_pairs": eval_pairs})
         return out
     out["estimator"] = "online"
     for name, matrix in candidates.items():
         result = train_reconstructor(
-            adapter, FixedDeformator(matrix), steps=steps, seed=seed, batch_size=batch_size
+            adapter, FixedDeformator(matrix), steps=steps, seed=seed, batch_size=batch_size,
+            input_kind=input_kind,
         )
         out[name] = result.accuracy
     return out

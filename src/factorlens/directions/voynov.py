@@ -167,9 +167,36 @@ class Reconstructor(nn.Module):
         self.direction_head = nn.Linear(128, num_directions)
         self.shift_head = nn.Linear(128, 1)
 
+    @classmethod
+    def for_input(cls, channels: int, num_directions: int, kind: str) -> Reconstructor:
+        """A reconstructor for the input ``kind`` of :func:`reconstructor_input` (pair or difference)."""
+        if kind not in RECONSTRUCTOR_INPUTS:
+            raise ConfigError(f"unknown reconstructor input {kind!r}; choose one of: "
+                              f"{', '.join(RECONSTRUCTOR_INPUTS)}")
+        return cls(channels, num_directions, extra_channels=int(kind == "difference"))
+
     def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(pair)
         return self.direction_head(h), self.shift_head(h).squeeze(1)
+
+
+RECONSTRUCTOR_INPUTS = ("pair", "difference")
+
+
+def reconstructor_input(original: torch.Tensor, shifted: torch.Tensor, kind: str) -> torch.Tensor:
+    """The reconstructor's input from ``[B, C, R, R]`` sample pairs: ``pair`` -> ``[B, 2C, R, R]`` (Voynov &
+    Babenko); ``difference`` -> ``[B, 2C + 1, R, R]``: the unshifted sample, the difference divided by its
+    per-sample RMS, and a constant plane holding log RMS. Why: a diffusion model's h-space edits at
+    t >= t_edit move pixels by ~0.003 (docs/results.md), far below the image's own contrast, and a
+    reconstructor on raw pairs stayed at chance; the normalised difference shows the pattern of the edit
+    at unit scale whatever its size, and the log-RMS plane keeps the magnitude for the shift regression."""
+    if kind == "pair":
+        return torch.cat([original, shifted], dim=1)
+    difference = shifted - original
+    rms = difference.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+    log_rms = torch.log(rms).expand(-1, 1, *difference.shape[2:])
+    return torch.cat([original, difference / rms, log_rms], dim=1)
+
 
 
 @dataclass
@@ -242,15 +269,17 @@ def train_reconstructor(
     realism_weight: float = 0.0,
     eval_batches: int = 10,
     progress: bool = False,
+    input_kind: str = "pair",
 ) -> ReconstructorResult:
-    """Train a fresh reconstructor (and the deformator if it has parameters) for ``steps`` steps."""
+    """Train a fresh reconstructor (and the deformator if it has parameters) for ``steps`` steps; it sees
+    the pairs as :func:`reconstructor_input` ``input_kind`` makes them."""
     torch.manual_seed(seed)  # reconstructor initialisation
     gen = torch.Generator().manual_seed(seed)
     sampler = ShiftSampler(adapter, shift_max, shift_min)
     K = deformator.num_directions
     with torch.no_grad():
         probe = adapter.decode(adapter.sample_base(1, gen))
-    reconstructor = Reconstructor(int(probe.shape[1]), K)
+    reconstructor = Reconstructor.for_input(int(probe.shape[1]), K, input_kind)
     params = list(reconstructor.parameters()) + list(deformator.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
     if realism_weight > 0 and adapter.discriminator is None:
@@ -268,7 +297,7 @@ def train_reconstructor(
             with torch.no_grad():
                 original = adapter.decode(z)
             shifted = adapter.decode(z + shifts)
-            logits, eps_hat = reconstructor(torch.cat([original, shifted], dim=1))
+            logits, eps_hat = reconstructor(reconstructor_input(original, shifted, input_kind))
             loss = reconstructor_loss(logits, eps_hat, k, eps, shift_weight)
             if realism_weight > 0:
                 loss = loss + realism_weight * F.softplus(-adapter.discriminator(shifted)).mean()
@@ -285,7 +314,7 @@ def train_reconstructor(
                 k, eps = sampler.draw(batch_size, K, gen)
                 shifts = sampler.sigma_shifts(deformator)[k] * eps[:, None]
                 logits, eps_hat = reconstructor(
-                    torch.cat([adapter.decode(z), adapter.decode(z + shifts)], dim=1)
+                    reconstructor_input(adapter.decode(z), adapter.decode(z + shifts), input_kind)
                 )
                 correct += int((logits.argmax(1) == k).sum())
                 shift_error += float((eps_hat - eps).abs().sum())
@@ -312,6 +341,7 @@ def cached_reconstructor_accuracies(
     shift_min: float = 0.3,
     lr: float = 1e-3,
     shift_weight: float = 0.25,
+    input_kind: str = "pair",
 ) -> dict[str, float]:
     """RCA of frozen direction sets from a fixed pool of decoded pairs (for generators whose decode is
     expensive: a diffusion run's decode is a DDIM chain).
@@ -322,7 +352,8 @@ def cached_reconstructor_accuracies(
     from ``seed``) trains ``steps`` minibatches of ``batch_size`` drawn from the ``pairs`` training pairs
     and is scored on the ``eval_pairs`` held-out ones. Returns name -> accuracy. Unlike
     :func:`train_reconstructor`, which decodes fresh pairs every step, a reconstructor here can overfit the
-    pool; the held-out accuracy says how far it generalises.
+    pool; the held-out accuracy says how far it generalises. The reconstructor sees the pairs as
+    :func:`reconstructor_input` ``input_kind`` makes them.
     """
     if pairs < 1 or eval_pairs < 1:
         raise ConfigError(f"RCA pairs must be positive, got {pairs} training and {eval_pairs} held-out")
@@ -341,10 +372,10 @@ def cached_reconstructor_accuracies(
         for name, matrix in matrices.items():
             shifts = sampler.sigma_shifts(FixedDeformator(matrix))[k] * eps[:, None]
             shifted = adapter.decode_batched(z + shifts, 64)
-            stacked = torch.cat([original, shifted], dim=1)
+            stacked = reconstructor_input(original, shifted, input_kind)
             with torch.enable_grad():
                 torch.manual_seed(seed)  # the same initial reconstructor for every set
-                reconstructor = Reconstructor(int(original.shape[1]), K)
+                reconstructor = Reconstructor.for_input(int(original.shape[1]), K, input_kind)
                 optimizer = torch.optim.Adam(reconstructor.parameters(), lr=lr)
                 batches = torch.Generator().manual_seed(seed + 1)
                 for _ in range(steps):
