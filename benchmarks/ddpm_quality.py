@@ -88,6 +88,8 @@ def main() -> None:
                         help="hspace's shift_lr: the shift module's learning rate (0 = the common 1e-3)")
     parser.add_argument("--reconstructor-input", choices=("pair", "difference"), default="pair",
                         help="hspace's reconstructor_input (difference: RMS-normalised difference, log RMS)")
+    parser.add_argument("--hspace-seed", type=int, default=0,
+                        help="hspace's training seed (initial directions, x_T, shifts); scoring keeps seed 0")
     parser.add_argument("--rca-input", choices=("pair", "difference"), default=None,
                         help="what RCA's reconstructors see (default: --reconstructor-input)")
     parser.add_argument("--threads", type=int, default=1)
@@ -201,7 +203,8 @@ def main() -> None:
         adapter = GeneratorAdapter.from_model(model, None)
         for realism in args.realism_weights:
             started = time.perf_counter()
-            directions = discover_directions(adapter, "hspace", k=args.k, steps=args.hspace_steps, seed=0,
+            directions = discover_directions(adapter, "hspace", k=args.k, steps=args.hspace_steps,
+                                             seed=args.hspace_seed,
                                              ddim_steps=args.hspace_ddim_steps, realism_weight=realism,
                                              realism_start=args.realism_start, t_edit=args.t_edit,
                                              shift_min=args.shift_range[0], shift_max=args.shift_range[1],
@@ -212,7 +215,7 @@ def main() -> None:
             entry: dict = {"k": args.k, "steps": args.hspace_steps, "ddim_steps": args.hspace_ddim_steps,
                            "t_edit": args.t_edit, "shift_range": args.shift_range,
                            "realism_weight": realism, "realism_start": args.realism_start,
-                           "init": args.hspace_init, "shift_lr": args.shift_lr,
+                           "init": args.hspace_init, "shift_lr": args.shift_lr, "seed": args.hspace_seed,
                            "reconstructor_input": args.reconstructor_input, "extras": directions.extras,
                            "seconds": round(time.perf_counter() - started, 1)}
             if args.save_directions:  # before scoring: an hour of training is not lost if scoring fails
