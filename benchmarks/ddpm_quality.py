@@ -20,6 +20,8 @@ import time
 import numpy as np
 import torch
 
+from factorlens.directions.voynov import RECONSTRUCTOR_INPUTS
+
 
 def found(readings: np.ndarray, *, min_darkness: float) -> np.ndarray:
     """``[N]`` bool: a lesion-like region (see the module docstring) in each row of oracle readings."""
@@ -86,11 +88,11 @@ def main() -> None:
                         help="hspace's initial directions (its init option; pca = the top-K hspace-pca set)")
     parser.add_argument("--shift-lr", type=float, default=0.0,
                         help="hspace's shift_lr: the shift module's learning rate (0 = the common 1e-3)")
-    parser.add_argument("--reconstructor-input", choices=("pair", "difference"), default="pair",
+    parser.add_argument("--reconstructor-input", choices=RECONSTRUCTOR_INPUTS, default="pair",
                         help="hspace's reconstructor_input (difference: RMS-normalised difference, log RMS)")
     parser.add_argument("--hspace-seed", type=int, default=0,
                         help="hspace's training seed (initial directions, x_T, shifts); scoring keeps seed 0")
-    parser.add_argument("--rca-input", choices=("pair", "difference"), default=None,
+    parser.add_argument("--rca-input", choices=RECONSTRUCTOR_INPUTS, default=None,
                         help="what RCA's reconstructors see (default: --reconstructor-input)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", default=None, help="write the first 64 samples as a PNG grid here")

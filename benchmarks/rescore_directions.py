@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from factorlens.directions.voynov import RECONSTRUCTOR_INPUTS
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,7 +40,7 @@ def main() -> None:
     parser.add_argument("--rca-steps", type=int, default=0,
                         help="also the pooled RCA of every set and a random baseline (0 = none)")
     parser.add_argument("--rca-pairs", type=int, default=1024, help="RCA's pool of decoded training pairs")
-    parser.add_argument("--rca-input", choices=("pair", "difference"), default="pair",
+    parser.add_argument("--rca-input", choices=RECONSTRUCTOR_INPUTS, default="pair",
                         help="what RCA's reconstructors see (difference: RMS-normalised difference, log RMS)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
@@ -113,7 +115,7 @@ def pooled_rca(adapter, named: list, args: argparse.Namespace) -> dict:
     """Pooled RCA of every set on one shared pool of pairs (as ``rca_comparison`` with ``pairs``), with
     ``rca_comparison``'s random baseline (K random orthonormal rows, seed 1) added."""
     from factorlens.directions import discover_directions
-    from factorlens.directions.voynov import cached_reconstructor_accuracies
+    from factorlens.directions.voynov import cached_reconstructor_accuracies, pool_eval_pairs
 
     k = named[0][1].num_directions
     t_edit = int(named[0][1].params.get("t_edit", args.t_edit))
@@ -121,7 +123,7 @@ def pooled_rca(adapter, named: list, args: argparse.Namespace) -> dict:
     matrices = {name: directions.matrix for name, directions in named}
     matrices["random (seed 1)"] = discover_directions(adapter, "random", k=k, seed=1).matrix
     started = time.perf_counter()
-    eval_pairs = max(64, args.rca_pairs // 4)
+    eval_pairs = pool_eval_pairs(args.rca_pairs)
     accuracies = cached_reconstructor_accuracies(adapter, matrices, pairs=args.rca_pairs,
                                                  eval_pairs=eval_pairs, steps=args.rca_steps, seed=0,
                                                  input_kind=args.rca_input)

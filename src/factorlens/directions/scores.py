@@ -209,6 +209,7 @@ def rca_comparison(
     from factorlens.directions.voynov import (
         FixedDeformator,
         cached_reconstructor_accuracies,
+        pool_eval_pairs,
         train_reconstructor,
     )
 
@@ -222,7 +223,7 @@ def rca_comparison(
     }
     out: dict = {"chance": 1.0 / K, "steps": float(steps), "input": input_kind}
     if pairs > 0:
-        eval_pairs = max(64, pairs // 4)
+        eval_pairs = pool_eval_pairs(pairs)
         out.update(cached_reconstructor_accuracies(adapter, candidates, pairs=pairs, eval_pairs=eval_pairs,
                                                    steps=steps, seed=seed, batch_size=batch_size,
                                                    input_kind=input_kind))

@@ -170,10 +170,7 @@ class Reconstructor(nn.Module):
     @classmethod
     def for_input(cls, channels: int, num_directions: int, kind: str) -> Reconstructor:
         """A reconstructor for the input ``kind`` of :func:`reconstructor_input` (pair or difference)."""
-        if kind not in RECONSTRUCTOR_INPUTS:
-            raise ConfigError(f"unknown reconstructor input {kind!r}; choose one of: "
-                              f"{', '.join(RECONSTRUCTOR_INPUTS)}")
-        return cls(channels, num_directions, extra_channels=int(kind == "difference"))
+        return cls(channels, num_directions, extra_channels=int(_checked_input(kind) == "difference"))
 
     def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(pair)
@@ -183,6 +180,13 @@ class Reconstructor(nn.Module):
 RECONSTRUCTOR_INPUTS = ("pair", "difference")
 
 
+def _checked_input(kind: str) -> str:
+    if kind not in RECONSTRUCTOR_INPUTS:
+        raise ConfigError(f"unknown reconstructor input {kind!r}; choose one of: "
+                          f"{', '.join(RECONSTRUCTOR_INPUTS)}")
+    return kind
+
+
 def reconstructor_input(original: torch.Tensor, shifted: torch.Tensor, kind: str) -> torch.Tensor:
     """The reconstructor's input from ``[B, C, R, R]`` sample pairs: ``pair`` -> ``[B, 2C, R, R]`` (Voynov &
     Babenko); ``difference`` -> ``[B, 2C + 1, R, R]``: the unshifted sample, the difference divided by its
@@ -190,13 +194,17 @@ def reconstructor_input(original: torch.Tensor, shifted: torch.Tensor, kind: str
     t >= t_edit move pixels by ~0.003 (docs/results.md), far below the image's own contrast, and a
     reconstructor on raw pairs stayed at chance; the normalised difference shows the pattern of the edit
     at unit scale whatever its size, and the log-RMS plane keeps the magnitude for the shift regression."""
-    if kind == "pair":
+    if _checked_input(kind) == "pair":
         return torch.cat([original, shifted], dim=1)
     difference = shifted - original
     rms = difference.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
     log_rms = torch.log(rms).expand(-1, 1, *difference.shape[2:])
     return torch.cat([original, difference / rms, log_rms], dim=1)
 
+
+def pool_eval_pairs(pairs: int) -> int:
+    """Held-out pairs of a pooled RCA with ``pairs`` training pairs: a quarter of them, at least 64."""
+    return max(64, pairs // 4)
 
 
 @dataclass
